@@ -1,0 +1,336 @@
+package mesh
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testNode is one in-process booture over loopback.
+type testNode struct {
+	*Node
+	dir  string
+	priv Key
+	t    testing.TB
+}
+
+var loopback = netip.MustParseAddr("127.0.0.1")
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("BOOTURE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("t", t.Name())
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// startTestNode starts a node named name with state in dir (created if
+// empty) and key priv (generated if zero).
+func startTestNode(t testing.TB, name, dir string, priv Key, opts ...func(*Config)) *testNode {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	if priv.IsZero() {
+		var err error
+		if priv, err = NewPrivateKey(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := Config{
+		Name: name, StateDir: dir, PrivateKey: priv, Bind: loopback, Advertise: loopback,
+		WireGuardEndpoint: netip.AddrPortFrom(loopback, 51820), Version: "test",
+		Logger: testLogger(t), RejoinInterval: time.Second,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatalf("new node %s: %v", name, err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatalf("start node %s: %v", name, err)
+	}
+	tn := &testNode{Node: n, dir: dir, priv: priv, t: t}
+	t.Cleanup(func() { n.Close() })
+	return tn
+}
+
+// joinVia has n join the mesh of inviter with a fresh invitation.
+func (n *testNode) joinVia(inviter *testNode) JoinResult {
+	n.t.Helper()
+	inv, err := inviter.Invite(time.Hour)
+	if err != nil {
+		n.t.Fatalf("invite: %v", err)
+	}
+	res, err := n.Join(context.Background(), inv.Token)
+	if err != nil {
+		n.t.Fatalf("%s joins via %s: %v", n.View().Self.Name, inviter.View().Self.Name, err)
+	}
+	return res
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// alivePeers returns the names of the peers n sees alive.
+func alivePeers(n *Node) map[string]bool {
+	out := make(map[string]bool)
+	for _, p := range n.View().Peers {
+		if p.State == StateAlive {
+			out[p.Name] = true
+		}
+	}
+	return out
+}
+
+// converged reports whether every node sees every other alive, in one mesh.
+func converged(nodes []*testNode) bool {
+	id := nodes[0].View().MeshID
+	for _, n := range nodes {
+		v := n.View()
+		if v.MeshID != id {
+			return false
+		}
+		alive := alivePeers(n.Node)
+		for _, o := range nodes {
+			if o != n && !alive[o.View().Self.Name] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// distinctSites checks that no two nodes hold the same site.
+func distinctSites(t testing.TB, nodes []*testNode) {
+	t.Helper()
+	seen := map[int]string{}
+	for _, n := range nodes {
+		v := n.View()
+		if other, ok := seen[v.Site.Number]; ok {
+			t.Fatalf("%s and %s both hold site %d", other, v.Self.Name, v.Site.Number)
+		}
+		seen[v.Site.Number] = v.Self.Name
+	}
+}
+
+// startCluster starts count nodes, each joining via the previous one.
+func startCluster(t testing.TB, count int) []*testNode {
+	t.Helper()
+	nodes := make([]*testNode, count)
+	for i := range nodes {
+		nodes[i] = startTestNode(t, fmt.Sprintf("b%d", i+1), "", Key{})
+		if i > 0 {
+			nodes[i].joinVia(nodes[i-1])
+		}
+	}
+	waitFor(t, 30*time.Second, "convergence", func() bool { return converged(nodes) })
+	return nodes
+}
+
+func TestFoundJoinConverge(t *testing.T) {
+	nodes := startCluster(t, 4)
+	distinctSites(t, nodes)
+	// Sites are handed out from 1 up.
+	for i, n := range nodes {
+		if got := n.View().Site.Number; got != i+1 {
+			t.Errorf("%s holds site %d, want %d", n.View().Self.Name, got, i+1)
+		}
+	}
+	// Every booture knows every other's key and WireGuard endpoint.
+	v := nodes[0].View()
+	for _, o := range nodes[1:] {
+		p, ok := v.Peer(o.View().Self.Name)
+		if !ok || p.PublicKey != o.PublicKey() || p.Endpoint != netip.AddrPortFrom(loopback, 51820) {
+			t.Errorf("b1's record of %s = %+v", o.View().Self.Name, p)
+		}
+	}
+}
+
+func TestTokenErrors(t *testing.T) {
+	a := startTestNode(t, "a", "", Key{})
+	b := startTestNode(t, "b", "", Key{})
+	c := startTestNode(t, "c", "", Key{})
+	inv, err := a.Invite(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Join(context.Background(), inv.Token); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	_, err = c.Join(context.Background(), inv.Token)
+	if !errorIs(err, ErrTokenUsed) {
+		t.Fatalf("second use: got %v, want ErrTokenUsed", err)
+	}
+	if _, err := c.Join(context.Background(), inv.Token[:len(inv.Token)-3]); !errorIs(err, ErrTokenGarbled) {
+		t.Fatalf("truncated token: got %v, want ErrTokenGarbled", err)
+	}
+	short, err := a.Invite(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	if _, err := c.Join(context.Background(), short.Token); !errorIs(err, ErrTokenExpired) {
+		t.Fatalf("expired token: got %v, want ErrTokenExpired", err)
+	}
+	// A well-formed token the inviter never issued.
+	tok, _ := ParseToken(inv.Token)
+	tok.ID[0] ^= 0xff
+	if _, err := c.Join(context.Background(), tok.Encode()); !errorIs(err, ErrTokenUnknown) {
+		t.Fatalf("unknown token: got %v, want ErrTokenUnknown", err)
+	}
+	// Right ID, wrong secret: someone tampered with it.
+	tok, _ = ParseToken(inv.Token)
+	fresh, _ := a.Invite(time.Hour)
+	ft, _ := ParseToken(fresh.Token)
+	ft.Secret[0] ^= 1
+	if _, err := c.Join(context.Background(), ft.Encode()); !errorIs(err, ErrTokenGarbled) {
+		t.Fatalf("tampered token: got %v, want ErrTokenGarbled", err)
+	}
+	// The tampered attempt did not burn the real token.
+	if _, err := c.Join(context.Background(), fresh.Token); err != nil {
+		t.Fatalf("fresh token after a tampered attempt: %v", err)
+	}
+}
+
+func errorIs(err, target error) bool {
+	for err != nil {
+		if err == target {
+			return true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			if m, ok := err.(interface{ Unwrap() []error }); ok {
+				for _, e := range m.Unwrap() {
+					if errorIs(e, target) {
+						return true
+					}
+				}
+			}
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}
+
+func TestAnyMemberCanInvite(t *testing.T) {
+	a := startTestNode(t, "a", "", Key{})
+	b := startTestNode(t, "b", "", Key{})
+	c := startTestNode(t, "c", "", Key{})
+	b.joinVia(a)
+	c.joinVia(b) // b is not the founder
+	waitFor(t, 20*time.Second, "convergence", func() bool { return converged([]*testNode{a, b, c}) })
+	distinctSites(t, []*testNode{a, b, c})
+}
+
+func TestRestartKeepsIdentity(t *testing.T) {
+	nodes := startCluster(t, 3)
+	b := nodes[1]
+	before := b.View()
+	b.Close()
+	waitFor(t, 20*time.Second, "b2 dead on b1", func() bool {
+		p, _ := nodes[0].View().Peer("b2")
+		return p.State == StateDead
+	})
+	b2 := startTestNode(t, "b2", b.dir, b.priv)
+	after := b2.View()
+	if after.Site != before.Site || after.MeshID != before.MeshID || b2.PublicKey() != b.PublicKey() {
+		t.Fatalf("identity changed across restart: before site %v mesh %v, after site %v mesh %v",
+			before.Site, before.MeshID, after.Site, after.MeshID)
+	}
+	all := []*testNode{nodes[0], b2, nodes[2]}
+	waitFor(t, 20*time.Second, "re-convergence", func() bool { return converged(all) })
+}
+
+func TestDeadAndLeave(t *testing.T) {
+	nodes := startCluster(t, 3)
+	nodes[2].Close()
+	start := time.Now()
+	waitFor(t, 15*time.Second, "b3 dead", func() bool {
+		p, _ := nodes[0].View().Peer("b3")
+		return p.State == StateDead
+	})
+	t.Logf("killed booture marked dead after %v", time.Since(start).Round(time.Millisecond))
+
+	if err := nodes[1].Leave(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	waitFor(t, 5*time.Second, "b2 left", func() bool {
+		p, _ := nodes[0].View().Peer("b2")
+		return p.State == StateLeft
+	})
+	t.Logf("leave seen after %v", time.Since(start).Round(time.Millisecond))
+	if nodes[1].View().MeshID == nodes[0].View().MeshID {
+		t.Fatal("after leave, b2 is still in the old mesh")
+	}
+}
+
+func TestCrossJoinsFormOneMesh(t *testing.T) {
+	a := startTestNode(t, "a", "", Key{})
+	b := startTestNode(t, "b", "", Key{})
+	c := startTestNode(t, "c", "", Key{})
+	ta, _ := a.Invite(time.Hour)
+	tb, _ := b.Invite(time.Hour)
+	tc, _ := c.Invite(time.Hour)
+	var wg sync.WaitGroup
+	for _, j := range []struct {
+		n   *testNode
+		tok string
+	}{{a, tb.Token}, {b, tc.Token}, {c, ta.Token}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := j.n.Join(context.Background(), j.tok); err != nil {
+				t.Errorf("join: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	all := []*testNode{a, b, c}
+	waitFor(t, 30*time.Second, "one mesh", func() bool { return converged(all) })
+	waitFor(t, 10*time.Second, "distinct sites", func() bool {
+		seen := map[int]bool{}
+		for _, n := range all {
+			seen[n.View().Site.Number] = true
+		}
+		return len(seen) == 3
+	})
+}
+
+func TestSeparateMeshesNeverMix(t *testing.T) {
+	a1 := startTestNode(t, "a1", "", Key{})
+	a2 := startTestNode(t, "a2", "", Key{})
+	b1 := startTestNode(t, "b1", "", Key{})
+	b2 := startTestNode(t, "b2", "", Key{})
+	a2.joinVia(a1)
+	b2.joinVia(b1)
+	// A booture of mesh B tries to gossip straight to mesh A.
+	if k := b1.joinAddrs([]netip.AddrPort{a1.View().Self.Gossip}); k != 0 {
+		t.Fatalf("a gossip join across meshes succeeded (%d)", k)
+	}
+	time.Sleep(2 * time.Second)
+	for _, n := range []*testNode{a1, a2} {
+		for name := range alivePeers(n.Node) {
+			if name == "b1" || name == "b2" {
+				t.Fatalf("%s sees %s of another mesh", n.View().Self.Name, name)
+			}
+		}
+	}
+}

@@ -1,0 +1,308 @@
+package mesh
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// delegate implements memberlist.Delegate: node metadata, user messages and
+// the roster exchanged at push/pull.
+type delegate Node
+
+// events implements memberlist's EventDelegate, AliveDelegate and
+// ConflictDelegate.
+type events Node
+
+var (
+	_ memberlist.Delegate         = (*delegate)(nil)
+	_ memberlist.EventDelegate    = (*events)(nil)
+	_ memberlist.AliveDelegate    = (*events)(nil)
+	_ memberlist.ConflictDelegate = (*events)(nil)
+)
+
+// User message types (first byte of a memberlist user message).
+const (
+	msgRekey byte = 1
+)
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	n := (*Node)(d)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	b, err := encodeMeta(&n.st.Self)
+	if err != nil || len(b) > limit {
+		n.log.Error("node metadata does not fit", "bytes", len(b), "limit", limit, "err", err)
+		return nil
+	}
+	return b
+}
+
+func (d *delegate) NotifyMsg(b []byte) {
+	n := (*Node)(d)
+	if len(b) == 0 {
+		return
+	}
+	switch b[0] {
+	case msgRekey:
+		// memberlist reuses the buffer; handle a copy outside its
+		// goroutine, since handling may change the keyring.
+		msg := append([]byte(nil), b[1:]...)
+		go n.handleRekey(msg)
+	default:
+		n.log.Debug("ignoring unknown gossip message type", "type", b[0])
+	}
+}
+
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+
+// pushState is what bootures exchange at push/pull (anti-entropy): the
+// records of bootures the sender does not see alive (alive ones travel as
+// node metadata already) and the revocations.
+type pushState struct {
+	V       int          `json:"v"`
+	Records []Record     `json:"records,omitempty"`
+	Revoked []Revocation `json:"revoked,omitempty"`
+}
+
+// maxPushRecords bounds the records accepted from one push/pull.
+const maxPushRecords = 4 * (MaxSite + 1)
+
+func (d *delegate) LocalState(join bool) []byte {
+	n := (*Node)(d)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ps := pushState{V: 1, Revoked: n.st.Revoked, Records: []Record{n.st.Self}}
+	for _, r := range n.roster {
+		if !n.liveLocked(r.Name) {
+			ps.Records = append(ps.Records, r)
+		}
+	}
+	b, err := json.Marshal(ps)
+	if err != nil {
+		n.log.Error("encoding gossip state", "err", err)
+		return nil
+	}
+	return b
+}
+
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	n := (*Node)(d)
+	ps, err := decodePushState(buf)
+	if err != nil {
+		n.log.Warn("dropping malformed gossip state", "err", err)
+		return
+	}
+	n.mu.Lock()
+	changed := n.applyRevocationsLocked(ps.Revoked)
+	for _, r := range ps.Records {
+		if n.upsertLocked(r, false) {
+			changed = true
+		}
+	}
+	n.mu.Unlock()
+	if changed {
+		n.changed()
+	}
+}
+
+// decodePushState parses push/pull state from another booture, dropping
+// invalid records; it fails only when the whole buffer is unusable.
+func decodePushState(buf []byte) (pushState, error) {
+	var ps pushState
+	if len(buf) == 0 {
+		return ps, nil
+	}
+	if err := json.Unmarshal(buf, &ps); err != nil {
+		return ps, fmt.Errorf("decoding gossip state: %w", err)
+	}
+	if ps.V < 1 {
+		return ps, fmt.Errorf("gossip state version %d is not supported", ps.V)
+	}
+	if len(ps.Records) > maxPushRecords || len(ps.Revoked) > maxPushRecords {
+		return ps, errors.New("gossip state too large")
+	}
+	valid := ps.Records[:0]
+	for _, r := range ps.Records {
+		if r.Validate() == nil {
+			valid = append(valid, r)
+		}
+	}
+	ps.Records = valid
+	revs := ps.Revoked[:0]
+	for _, rv := range ps.Revoked {
+		if !rv.Key.IsZero() {
+			revs = append(revs, rv)
+		}
+	}
+	ps.Revoked = revs
+	return ps, nil
+}
+
+// liveLocked reports whether gossip currently sees name alive.
+func (n *Node) liveLocked(name string) bool {
+	r, ok := n.byNameLocked(name)
+	return ok && n.liveKeys[r.PublicKey]
+}
+
+func (n *Node) byNameLocked(name string) (Record, bool) {
+	for _, r := range n.roster {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Record{}, false
+}
+
+// upsertLocked merges r into the roster. live says r comes from the
+// booture's own metadata (it is alive now). It reports whether something
+// the network plan depends on changed.
+func (n *Node) upsertLocked(r Record, live bool) bool {
+	if r.PublicKey == n.pub || n.revokedLocked(r.PublicKey) {
+		return false
+	}
+	now := n.now().UnixMilli()
+	if live {
+		r.SeenAt = now
+	}
+	old, ok := n.roster[r.PublicKey]
+	if ok {
+		r.SeenAt = max(r.SeenAt, old.SeenAt)
+		r.LeftAt = max(r.LeftAt, old.LeftAt)
+		if old.Gen > r.Gen {
+			old.SeenAt, old.LeftAt = r.SeenAt, r.LeftAt
+			r = old
+		} else if !r.Gossip.IsValid() {
+			r.Gossip = old.Gossip
+		}
+	}
+	n.roster[r.PublicKey] = r
+	n.dirty = true
+	if !ok {
+		return true
+	}
+	return r.Site != old.Site || r.Endpoint != old.Endpoint || r.Gossip != old.Gossip ||
+		r.Left() != old.Left() || r.Name != old.Name
+}
+
+func (n *Node) revokedLocked(k Key) bool {
+	for _, rv := range n.st.Revoked {
+		if rv.Key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// applyRevocationsLocked adds revocations and forgets the bootures they
+// name. It reports whether anything changed.
+func (n *Node) applyRevocationsLocked(revs []Revocation) bool {
+	changed := false
+	for _, rv := range revs {
+		if n.revokedLocked(rv.Key) {
+			continue
+		}
+		n.st.Revoked = append(n.st.Revoked, rv)
+		changed = true
+		if rv.Key == n.pub {
+			n.st.Expelled = true
+			n.log.Error("this booture was expelled from the mesh", "by", rv.By)
+			continue
+		}
+		if _, ok := n.roster[rv.Key]; ok {
+			delete(n.roster, rv.Key)
+			delete(n.liveKeys, rv.Key)
+			n.log.Warn("booture expelled from the mesh", "peer", rv.Name, "by", rv.By)
+		}
+	}
+	if changed {
+		if err := n.saveLocked(); err != nil {
+			n.log.Error("saving mesh state", "err", err)
+		}
+	}
+	return changed
+}
+
+func nodeGossipAddr(m *memberlist.Node) netip.AddrPort {
+	a, ok := netip.AddrFromSlice(m.Addr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(a.Unmap(), m.Port)
+}
+
+func (e *events) NotifyJoin(m *memberlist.Node) { e.notifyLive(m) }
+
+func (e *events) NotifyUpdate(m *memberlist.Node) { e.notifyLive(m) }
+
+func (e *events) notifyLive(m *memberlist.Node) {
+	n := (*Node)(e)
+	if m.Name == n.cfg.Name {
+		return
+	}
+	r, err := decodeMeta(m.Name, nodeGossipAddr(m), m.Meta)
+	if err != nil {
+		n.log.Warn("ignoring booture with malformed record", "peer", m.Name, "err", err)
+		return
+	}
+	n.mu.Lock()
+	changed := n.upsertLocked(r, true)
+	wasLive := n.liveKeys[r.PublicKey]
+	n.liveKeys[r.PublicKey] = true
+	n.mu.Unlock()
+	if !wasLive {
+		n.log.Info("booture is up", "peer", m.Name, "site", r.Site, "endpoint", r.Endpoint.String())
+	}
+	if changed || !wasLive {
+		n.changed()
+	}
+}
+
+func (e *events) NotifyLeave(m *memberlist.Node) {
+	n := (*Node)(e)
+	if m.Name == n.cfg.Name {
+		return
+	}
+	// Whether it left or died is read from memberlist's table later
+	// (refreshStates): m.State is not maintained by memberlist.
+	n.mu.Lock()
+	if r, ok := n.byNameLocked(m.Name); ok {
+		delete(n.liveKeys, r.PublicKey)
+	}
+	n.mu.Unlock()
+	n.changed()
+}
+
+// NotifyAlive vets a booture before gossip accepts it: its record must be
+// well-formed and its key not revoked.
+func (e *events) NotifyAlive(m *memberlist.Node) error {
+	n := (*Node)(e)
+	if m.Name == n.cfg.Name {
+		return nil
+	}
+	r, err := decodeMeta(m.Name, nodeGossipAddr(m), m.Meta)
+	if err != nil {
+		return fmt.Errorf("booture %s: %w", m.Name, err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if r.PublicKey == n.pub {
+		return fmt.Errorf("booture %s uses our own public key", m.Name)
+	}
+	if n.revokedLocked(r.PublicKey) {
+		return fmt.Errorf("booture %s was expelled", m.Name)
+	}
+	if old, ok := n.byNameLocked(m.Name); ok && old.PublicKey != r.PublicKey && !old.Left() {
+		return fmt.Errorf("booture %s presents another key than the one the mesh knows", m.Name)
+	}
+	return nil
+}
+
+func (e *events) NotifyConflict(existing, other *memberlist.Node) {
+	n := (*Node)(e)
+	n.log.Warn("two bootures claim the same name", "name", existing.Name,
+		"address", nodeGossipAddr(existing).String(), "other_address", nodeGossipAddr(other).String())
+}

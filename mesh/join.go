@@ -1,0 +1,522 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// credsPayload is what a booture hands to another that adopts its
+// credentials: the credentials, the roster (including the sender) and the
+// revocations. It only ever travels sealed.
+type credsPayload struct {
+	Creds   Credentials  `json:"credentials"`
+	Roster  []Record     `json:"roster"`
+	Revoked []Revocation `json:"revoked"`
+}
+
+func (p *credsPayload) validate() error {
+	if err := p.Creds.validate(); err != nil {
+		return err
+	}
+	if len(p.Roster) > maxPushRecords || len(p.Revoked) > maxPushRecords {
+		return errors.New("credentials payload too large")
+	}
+	return nil
+}
+
+// joinRequest is the joiner's first message, sealed with the token's key.
+type joinRequest struct {
+	Self    Record  `json:"self"`
+	Summary Summary `json:"summary"`
+}
+
+// joinReply is the inviter's answer, sealed with the token's key.
+type joinReply struct {
+	// Outcome is "accept" (the joiner adopts the inviter's mesh, with
+	// Site) or "merge" (the joiner's mesh wins: the inviter adopts the
+	// joiner's credentials, sent next).
+	Outcome string        `json:"outcome"`
+	Creds   *credsPayload `json:"creds,omitempty"`
+	Site    int           `json:"site,omitempty"`
+	Claim   int64         `json:"claim,omitempty"`
+	Inviter string        `json:"inviter"`
+	// Self is the inviter's record.
+	Self Record `json:"self"`
+}
+
+// JoinResult describes a successful join.
+type JoinResult struct {
+	MeshID  MeshID
+	Site    int
+	Inviter string
+	// Merged is set when the joiner's mesh was the bigger one: the
+	// inviter (and later its whole mesh) moved into the joiner's mesh.
+	Merged bool
+}
+
+// Invitation describes a token this booture issued.
+type Invitation struct {
+	Token   string
+	Expires time.Time
+}
+
+// DefaultInviteTTL is how long an invitation is valid by default.
+const DefaultInviteTTL = 24 * time.Hour
+
+// Invite issues a one-time invitation valid for ttl.
+func (n *Node) Invite(ttl time.Duration) (Invitation, error) {
+	if ttl <= 0 {
+		ttl = DefaultInviteTTL
+	}
+	if ttl > 30*24*time.Hour {
+		return Invitation{}, errors.New("an invitation may be valid for 30 days at most")
+	}
+	now := n.now()
+	inv := invitation{
+		ID: randomBytes(16), Secret: randomBytes(32),
+		Created: now.UnixMilli(), Expires: now.Add(ttl).Unix(),
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.st.Expelled {
+		return Invitation{}, errors.New("this booture was expelled from its mesh: it cannot invite")
+	}
+	if !n.st.Self.Gossip.IsValid() {
+		return Invitation{}, errors.New("gossip is not running yet")
+	}
+	n.st.Invitations = append(n.st.Invitations, inv)
+	if err := n.saveLocked(); err != nil {
+		n.st.Invitations = n.st.Invitations[:len(n.st.Invitations)-1]
+		return Invitation{}, err
+	}
+	t := Token{Expires: time.Unix(inv.Expires, 0), Inviter: []netip.AddrPort{n.st.Self.Gossip}}
+	copy(t.ID[:], inv.ID)
+	copy(t.Secret[:], inv.Secret)
+	n.log.Info("invitation issued", "expires", t.Expires.UTC().Format(time.RFC3339))
+	return Invitation{Token: t.Encode(), Expires: t.Expires}, nil
+}
+
+// summaryLocked summarizes the current credentials.
+func (n *Node) summaryLocked() Summary {
+	size := 1
+	for _, r := range n.roster {
+		if !r.Left() {
+			size++
+		}
+	}
+	return Summary{
+		MeshID: n.st.Creds.MeshID, Founded: n.st.Creds.Founded, Size: size,
+		Epoch: n.st.Creds.Epoch, KeyHash: keyHash(n.st.Creds.Key),
+	}
+}
+
+// payloadLocked returns our credentials, roster and revocations.
+func (n *Node) payloadLocked() *credsPayload {
+	p := &credsPayload{Creds: n.st.Creds, Revoked: append([]Revocation(nil), n.st.Revoked...)}
+	p.Roster = append(p.Roster, n.st.Self)
+	for _, r := range n.roster {
+		p.Roster = append(p.Roster, r)
+	}
+	return p
+}
+
+// Join redeems an invitation token: this booture joins the inviter's mesh
+// (or, if this booture's mesh is the bigger one, the two meshes merge into
+// it).
+func (n *Node) Join(ctx context.Context, tokenText string) (JoinResult, error) {
+	tok, err := ParseToken(tokenText)
+	if err != nil {
+		return JoinResult{}, err
+	}
+	if n.now().After(tok.Expires) {
+		return JoinResult{}, fmt.Errorf("%w (at %s)", ErrTokenExpired, tok.Expires.UTC().Format(time.RFC3339))
+	}
+	// No lock is held while talking to the inviter: two bootures joining
+	// each other at the same time must not wait for one another.
+	var errs []error
+	for _, addr := range tok.Inviter {
+		res, err := n.redeem(ctx, addr, tok)
+		if err == nil {
+			return res, nil
+		}
+		for _, final := range []error{ErrTokenGarbled, ErrTokenExpired, ErrTokenUsed, ErrTokenUnknown, errRefused} {
+			if errors.Is(err, final) {
+				return JoinResult{}, err
+			}
+		}
+		errs = append(errs, err)
+	}
+	return JoinResult{}, fmt.Errorf("cannot reach the inviter: %w", errors.Join(errs...))
+}
+
+// errRefused marks a refusal by the inviter that retrying elsewhere would
+// not change.
+var errRefused = errors.New("join refused")
+
+// refusalCodes map the inviter's refusal codes to the joiner's errors.
+var refusalCodes = map[string]error{
+	"garbled": ErrTokenGarbled,
+	"expired": ErrTokenExpired,
+	"used":    ErrTokenUsed,
+	"unknown": ErrTokenUnknown,
+}
+
+// refusal turns an error frame "code: message" into an error.
+func refusal(body []byte) error {
+	code, msg, _ := strings.Cut(string(body), ": ")
+	if e, ok := refusalCodes[code]; ok {
+		if msg != "" {
+			return fmt.Errorf("%w (%s)", e, msg)
+		}
+		return e
+	}
+	return fmt.Errorf("%w: %s", errRefused, body)
+}
+
+func (n *Node) redeem(ctx context.Context, addr netip.AddrPort, tok Token) (JoinResult, error) {
+	mt := n.transport()
+	if mt == nil {
+		return JoinResult{}, errors.New("gossip is not running")
+	}
+	conn, err := mt.dialHandshake(addr.String(), magicJoin, 5*time.Second)
+	if err != nil {
+		return JoinResult{}, fmt.Errorf("%s: %w", addr, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+
+	key := tokenKey(tok.Secret[:])
+	n.mu.Lock()
+	req := joinRequest{Self: n.st.Self, Summary: n.summaryLocked()}
+	n.mu.Unlock()
+	body, err := json.Marshal(req)
+	if err != nil {
+		return JoinResult{}, err
+	}
+	if err := writeFrame(conn, frameSealed, append(tok.ID[:], sealSym(key, body)...)); err != nil {
+		return JoinResult{}, fmt.Errorf("%s: %w", addr, err)
+	}
+	kind, body, err := readFrame(conn)
+	if err != nil {
+		return JoinResult{}, fmt.Errorf("%s: %w", addr, err)
+	}
+	switch kind {
+	case frameError:
+		return JoinResult{}, refusal(body)
+	case frameSealed:
+	default:
+		return JoinResult{}, fmt.Errorf("%s: unexpected handshake frame %q", addr, kind)
+	}
+	plain, err := openSym(key, body)
+	if err != nil {
+		return JoinResult{}, fmt.Errorf("%s: the inviter's answer failed authentication", addr)
+	}
+	var rep joinReply
+	if err := json.Unmarshal(plain, &rep); err != nil {
+		return JoinResult{}, fmt.Errorf("%s: decoding the inviter's answer: %w", addr, err)
+	}
+	switch rep.Outcome {
+	case "accept":
+		if rep.Creds == nil || rep.Creds.validate() != nil || !ValidSite(rep.Site) {
+			return JoinResult{}, fmt.Errorf("%s: the inviter's answer is incomplete", addr)
+		}
+		n.opMu.Lock()
+		err := n.adopt(rep.Creds, rep.Site, rep.Claim, []netip.AddrPort{addr})
+		n.opMu.Unlock()
+		if err != nil {
+			return JoinResult{}, err
+		}
+		n.log.Info("joined the mesh", "inviter", rep.Inviter, "mesh", rep.Creds.Creds.MeshID.String(), "site", rep.Site)
+		return JoinResult{MeshID: rep.Creds.Creds.MeshID, Site: rep.Site, Inviter: rep.Inviter}, nil
+	case "merge":
+		n.mu.Lock()
+		if rep.Self.Validate() == nil {
+			n.upsertLocked(rep.Self, false)
+		}
+		p := n.payloadLocked()
+		site, id := n.st.Self.Site, n.st.Creds.MeshID
+		n.mu.Unlock()
+		body, err := json.Marshal(p)
+		if err != nil {
+			return JoinResult{}, err
+		}
+		if err := writeFrame(conn, frameSealed, sealSym(key, body)); err != nil {
+			return JoinResult{}, fmt.Errorf("%s: %w", addr, err)
+		}
+		kind, body, err := readFrame(conn)
+		if err != nil {
+			return JoinResult{}, fmt.Errorf("%s: waiting for the inviter to merge: %w", addr, err)
+		}
+		if kind == frameError {
+			return JoinResult{}, refusal(body)
+		}
+		n.log.Info("meshes merged: the inviter's mesh joined ours", "inviter", rep.Inviter, "mesh", id.String())
+		n.changed()
+		return JoinResult{MeshID: id, Site: site, Inviter: rep.Inviter, Merged: true}, nil
+	}
+	return JoinResult{}, fmt.Errorf("%s: unknown join outcome %q", addr, rep.Outcome)
+}
+
+// handleStream serves a handshake stream diverted from the gossip port.
+func (n *Node) handleStream(conn net.Conn, magic []byte) {
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	var err error
+	switch {
+	case bytes.Equal(magic, magicJoin):
+		err = n.serveJoin(conn)
+	case bytes.Equal(magic, magicCatchUp):
+		err = n.serveCatchUp(conn)
+	}
+	if err != nil {
+		n.log.Warn("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
+	}
+}
+
+// refuse sends an error frame and returns the error for the log.
+func refuse(conn net.Conn, code, msg string) error {
+	text := code
+	if msg != "" {
+		text += ": " + msg
+	}
+	writeFrame(conn, frameError, []byte(text))
+	return errors.New(text)
+}
+
+func (n *Node) serveJoin(conn net.Conn) error {
+	kind, body, err := readFrame(conn)
+	if err != nil {
+		return err
+	}
+	if kind != frameSealed || len(body) < 16 {
+		return refuse(conn, "garbled", "malformed join request")
+	}
+	id, sealed := body[:16], body[16:]
+
+	// Serialize with every other change of credentials, but never hold the
+	// lock while waiting for the network.
+	n.opMu.Lock()
+	reply, key, code, why := n.admitLocked(id, sealed)
+	n.opMu.Unlock()
+	if code != "" {
+		return refuse(conn, code, why)
+	}
+	body, err = json.Marshal(reply)
+	if err != nil {
+		return err
+	}
+	if err := writeFrame(conn, frameSealed, sealSym(key, body)); err != nil {
+		return err
+	}
+	joiner := reply.joiner
+	if reply.Outcome == "accept" {
+		n.log.Info("booture joined with an invitation", "peer", joiner.Name, "site", reply.Site)
+		n.changed()
+		return nil
+	}
+
+	// Merge: the joiner's mesh is bigger; adopt its credentials.
+	kind, body, err = readFrame(conn)
+	if err != nil {
+		return err
+	}
+	plain, err := openSym(key, body)
+	if kind != frameSealed || err != nil {
+		return refuse(conn, "garbled", "merge credentials failed authentication")
+	}
+	var p credsPayload
+	if err := json.Unmarshal(plain, &p); err != nil || p.validate() != nil {
+		return refuse(conn, "invalid", "malformed merge credentials")
+	}
+	n.opMu.Lock()
+	err = n.adopt(&p, 0, 0, []netip.AddrPort{joiner.Gossip})
+	n.opMu.Unlock()
+	if err != nil {
+		return refuse(conn, "refused", err.Error())
+	}
+	n.log.Info("merged into the joiner's mesh", "peer", joiner.Name, "mesh", p.Creds.MeshID.String())
+	return writeFrame(conn, framePlain, []byte(`{"ok":true}`))
+}
+
+// admission is the inviter's decision on a join request.
+type admission struct {
+	joinReply
+	joiner Record
+}
+
+// admitLocked checks an invitation and decides the outcome of a join. On
+// refusal it returns an error code and message for the joiner. n.opMu must
+// be held.
+func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, code, why string) {
+	now := n.now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	inv := n.invitationLocked(id)
+	switch {
+	case inv == nil:
+		return reply, nil, "unknown", ""
+	case inv.UsedAt != 0:
+		return reply, nil, "used", fmt.Sprintf("by %s at %s", inv.UsedBy, time.UnixMilli(inv.UsedAt).UTC().Format(time.RFC3339))
+	case now.After(time.Unix(inv.Expires, 0)):
+		return reply, nil, "expired", "at " + time.Unix(inv.Expires, 0).UTC().Format(time.RFC3339)
+	}
+	key = tokenKey(inv.Secret)
+	plain, err := openSym(key, sealed)
+	if err != nil {
+		return reply, nil, "garbled", "the token's secret does not match"
+	}
+	var req joinRequest
+	if err := json.Unmarshal(plain, &req); err != nil {
+		return reply, nil, "garbled", "malformed join request"
+	}
+	joiner := req.Self
+	if err := joiner.Validate(); err != nil {
+		return reply, nil, "invalid", err.Error()
+	}
+	if why := n.checkJoinerLocked(joiner); why != "" {
+		return reply, nil, "refused", why
+	}
+	ours := n.summaryLocked()
+	prev, hadPrev := n.roster[joiner.PublicKey]
+	reply.Inviter, reply.Self = n.st.Self.Name, n.st.Self
+	if req.Summary.MeshID != ours.MeshID && req.Summary.Beats(ours) {
+		reply.Outcome = "merge"
+	} else {
+		site := 0
+		if hadPrev && req.Summary.MeshID == ours.MeshID {
+			site = prev.Site // a booture of this mesh coming back
+		} else if site, err = n.freeSiteLocked(); err != nil {
+			return reply, nil, "refused", err.Error()
+		}
+		joiner.Site, joiner.SiteClaim = site, now.UnixMilli()
+		joiner.Gen = nextGen(joiner.Gen, now)
+		reply.Outcome, reply.Site, reply.Claim = "accept", site, joiner.SiteClaim
+		n.roster[joiner.PublicKey] = joiner
+		reply.Creds = n.payloadLocked()
+	}
+	// Mark the token used before answering: a token works once, even if
+	// this booture crashes right after.
+	inv.UsedAt, inv.UsedBy = now.UnixMilli(), joiner.Name
+	if err := n.saveLocked(); err != nil {
+		n.log.Error("saving mesh state", "err", err)
+		inv.UsedAt, inv.UsedBy = 0, ""
+		if hadPrev {
+			n.roster[joiner.PublicKey] = prev
+		} else {
+			delete(n.roster, joiner.PublicKey)
+		}
+		return reply, nil, "refused", "the inviter could not save its state"
+	}
+	reply.joiner = joiner
+	return reply, key, "", ""
+}
+
+// checkJoinerLocked returns why a booture may not join, or "".
+func (n *Node) checkJoinerLocked(j Record) string {
+	switch {
+	case n.st.Expelled:
+		return "this booture was expelled from its mesh"
+	case j.PublicKey == n.pub:
+		return "a booture cannot join itself"
+	case j.Name == n.st.Self.Name:
+		return fmt.Sprintf("the name %q is already used in this mesh (by the inviter)", j.Name)
+	case n.revokedLocked(j.PublicKey):
+		return "this booture was expelled from the mesh"
+	}
+	if r, ok := n.byNameLocked(j.Name); ok && r.PublicKey != j.PublicKey && !r.Left() {
+		return fmt.Sprintf("the name %q is already used in this mesh by another booture (expel it first if it was reinstalled)", j.Name)
+	}
+	return ""
+}
+
+func (n *Node) invitationLocked(id []byte) *invitation {
+	for i := range n.st.Invitations {
+		if bytes.Equal(n.st.Invitations[i].ID, id) {
+			return &n.st.Invitations[i]
+		}
+	}
+	return nil
+}
+
+// adopt switches this booture to the credentials in p (a join, a merge, or
+// catching up with a key change). site, when valid, is the site assigned by
+// the inviter; otherwise the current site is kept unless another booture of
+// p's roster holds it. seeds are gossip addresses to join. n.opMu must be
+// held.
+func (n *Node) adopt(p *credsPayload, site int, claim int64, seeds []netip.AddrPort) error {
+	now := n.now()
+	n.mu.Lock()
+	sameMesh := p.Creds.MeshID == n.st.Creds.MeshID
+	oldKey := n.st.Creds.Key
+	n.st.Creds = p.Creds
+	n.applyRevocationsLocked(p.Revoked)
+	for _, r := range p.Roster {
+		if r.Validate() == nil {
+			n.upsertLocked(r, false)
+		}
+	}
+	selfChanged := false
+	switch {
+	case ValidSite(site):
+		n.st.Self.Site, n.st.Self.SiteClaim = site, claim
+		selfChanged = true
+	case !sameMesh:
+		for _, r := range p.Roster {
+			if r.PublicKey != n.pub && r.Site == n.st.Self.Site && !r.Left() {
+				s, err := n.freeSiteLocked(r.Site)
+				if err != nil {
+					n.mu.Unlock()
+					return err
+				}
+				n.log.Warn("our site is taken in the mesh we join: moving to a free site (members need their new configuration)", "old_site", n.st.Self.Site, "new_site", s)
+				n.st.Self.Site, n.st.Self.SiteClaim = s, now.UnixMilli()
+				selfChanged = true
+				break
+			}
+		}
+	}
+	if !sameMesh {
+		// Bootures of the mesh we leave stay in the roster: when they
+		// notice we are gone, they ask us (catch-up) and follow.
+		n.st.Conflicts = nil
+		n.retry = make(map[Key]*retryState)
+		selfChanged = true
+	}
+	if selfChanged {
+		n.st.Self.Gen = nextGen(n.st.Self.Gen, now)
+	}
+	err := n.saveLocked()
+	for _, r := range n.roster {
+		if !r.Left() && r.Gossip.IsValid() {
+			seeds = append(seeds, r.Gossip)
+		}
+	}
+	kr, ml := n.kr, n.ml
+	if sameMesh && kr != nil && !bytes.Equal(oldKey, p.Creds.Key) {
+		n.rotateKeyLocked(oldKey, p.Creds.Key)
+	}
+	n.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if !sameMesh {
+		if err := n.restartGossip(seeds); err != nil {
+			return err
+		}
+	} else {
+		if selfChanged && ml != nil {
+			ml.UpdateNode(time.Second)
+		}
+		go n.joinAddrs(seeds)
+	}
+	n.changed()
+	return nil
+}

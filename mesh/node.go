@@ -1,0 +1,850 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/booture/booture/internal/names"
+	"github.com/booture/booture/internal/store"
+)
+
+// StateFile is the name of the mesh state file in the state directory.
+const StateFile = "mesh.json"
+
+// Profile selects gossip timings.
+type Profile string
+
+const (
+	// ProfileLAN suits bootures on one LAN or a good internet link: a
+	// killed booture is declared dead within about 5 to 8 seconds.
+	ProfileLAN Profile = "lan"
+	// ProfileWAN suits slow or lossy links: slower failure detection, less
+	// false alarms.
+	ProfileWAN Profile = "wan"
+)
+
+// ParseProfile returns the profile named s ("" means lan).
+func ParseProfile(s string) (Profile, error) {
+	switch Profile(s) {
+	case "", ProfileLAN:
+		return ProfileLAN, nil
+	case ProfileWAN:
+		return ProfileWAN, nil
+	}
+	return "", fmt.Errorf("invalid gossip profile %q: want lan or wan", s)
+}
+
+func (p Profile) memberlistConfig() *memberlist.Config {
+	if p == ProfileWAN {
+		return memberlist.DefaultWANConfig()
+	}
+	c := memberlist.DefaultLANConfig()
+	// Declare a silent booture dead after a short, bounded suspicion: with
+	// SuspicionMaxTimeoutMult 1 the timeout does not stretch while waiting
+	// for confirmations (3 s for up to 10 bootures, about 4 s for 20).
+	c.SuspicionMult = 3
+	c.SuspicionMaxTimeoutMult = 1
+	return c
+}
+
+// TransportFactory makes the gossip transport bound to bind (invalid means
+// all addresses) and port (0 means any free port). It returns the transport
+// and the port actually bound.
+type TransportFactory func(bind netip.Addr, port int) (memberlist.NodeAwareTransport, int, error)
+
+// NetTransport is the TransportFactory of real bootures: UDP and TCP on the
+// gossip port.
+func NetTransport(bind netip.Addr, port int) (memberlist.NodeAwareTransport, int, error) {
+	addr := "0.0.0.0"
+	if bind.IsValid() {
+		addr = bind.String()
+	}
+	t, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{addr},
+		BindPort:  port,
+		Logger:    newMemberlistLogger(slog.New(slog.DiscardHandler)),
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("opening gossip port %s: %w", net.JoinHostPort(addr, strconv.Itoa(port)), err)
+	}
+	return t, t.GetAutoBindPort(), nil
+}
+
+// Config configures a Node.
+type Config struct {
+	// Name is the booture's name, a DNS label unique in the mesh.
+	Name string
+	// StateDir holds the mesh state file.
+	StateDir string
+	// PrivateKey is the booture's WireGuard private key, its identity.
+	PrivateKey Key
+	// Bind is the underlay address gossip listens on; invalid means all.
+	Bind netip.Addr
+	// GossipPort is the gossip TCP and UDP port (0: any free port, tests).
+	GossipPort int
+	// Advertise is the underlay address other bootures use to reach this
+	// one (gossip and WireGuard).
+	Advertise netip.Addr
+	// WireGuardEndpoint is the WireGuard endpoint advertised to the mesh.
+	WireGuardEndpoint netip.AddrPort
+	// Profile selects gossip timings.
+	Profile Profile
+	// Version is the daemon's version, shown to the other bootures.
+	Version string
+	// Logger receives the node's events; nothing secret is logged.
+	Logger *slog.Logger
+	// OnChange is called (never with a lock held, and never blocking for
+	// long) whenever the view of the mesh may have changed.
+	OnChange func()
+	// Transport makes the gossip transport; nil means NetTransport.
+	Transport TransportFactory
+	// RejoinInterval is how often unreachable bootures of the roster are
+	// tried again; 0 means 5 s.
+	RejoinInterval time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if err := names.Check(c.Name); err != nil {
+		return fmt.Errorf("booture name: %w", err)
+	}
+	if c.StateDir == "" {
+		return errors.New("mesh: no state directory")
+	}
+	if c.PrivateKey.IsZero() {
+		return errors.New("mesh: no private key")
+	}
+	if !c.Advertise.IsValid() {
+		return errors.New("mesh: no advertise address: give --advertise or --listen")
+	}
+	if c.GossipPort < 0 || c.GossipPort > 65535 {
+		return fmt.Errorf("mesh: gossip port %d out of range", c.GossipPort)
+	}
+	if _, err := ParseProfile(string(c.Profile)); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Node is this booture's membership in its mesh.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	priv     Key
+	pub      Key
+	path     string
+	now      func() time.Time
+	counters ByteCounters
+
+	// opMu serializes the operations that change the mesh's credentials
+	// or this booture's place in it (join, merge, expel, leave, renumber).
+	opMu sync.Mutex
+
+	mu       sync.Mutex
+	st       persisted         // Roster is kept in roster while running
+	roster   map[Key]Record    // other bootures, by public key
+	liveKeys map[Key]bool      // bootures gossip currently sees up
+	logged   map[Key]PeerState // last state logged per booture
+	dirty    bool              // roster changes not yet written
+	ml       *memberlist.Memberlist
+	mt       *muxTransport
+	kr       *memberlist.Keyring
+	retry    map[Key]*retryState
+	oldKeys  [][]byte // previous gossip keys still accepted for a grace period
+	closed   bool
+
+	kick   chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type retryState struct {
+	next  time.Time
+	delay time.Duration
+}
+
+// New loads the node's mesh state from cfg.StateDir, or founds a mesh of one
+// if there is none. It does not start gossip: see Start.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Profile == "" {
+		cfg.Profile = ProfileLAN
+	}
+	if cfg.RejoinInterval <= 0 {
+		cfg.RejoinInterval = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = NetTransport
+	}
+	if cfg.OnChange == nil {
+		cfg.OnChange = func() {}
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		priv:     cfg.PrivateKey,
+		pub:      cfg.PrivateKey.Public(),
+		path:     filepath.Join(cfg.StateDir, StateFile),
+		now:      cfg.Now,
+		roster:   make(map[Key]Record),
+		liveKeys: make(map[Key]bool),
+		logged:   make(map[Key]PeerState),
+		retry:    make(map[Key]*retryState),
+		kick:     make(chan struct{}, 1),
+	}
+	if err := store.EnsureDir(cfg.StateDir, 0o700); err != nil {
+		return nil, err
+	}
+	st, err := loadState(n.path)
+	switch {
+	case err == nil:
+		if st.Self.PublicKey != n.pub {
+			return nil, fmt.Errorf("mesh state %s belongs to another key: the private key file was replaced", n.path)
+		}
+		n.st = *st
+		for _, r := range st.Roster {
+			if r.PublicKey != n.pub && r.Validate() == nil {
+				n.roster[r.PublicKey] = r
+			}
+		}
+		n.st.Roster = nil
+		// The name and endpoints come from the configuration; the site,
+		// its claim and the key stay as they were.
+		n.st.Self.Name = cfg.Name
+		n.st.Self.Endpoint = cfg.WireGuardEndpoint
+		n.st.Self.Version = cfg.Version
+		n.st.Self.Gen = nextGen(n.st.Self.Gen, n.now())
+		n.log.Info("mesh state loaded", "mesh", n.st.Creds.MeshID.String(), "site", n.st.Self.Site, "bootures", len(n.roster)+1)
+	case store.IsNotExist(err):
+		n.foundLocked()
+		n.log.Info("founded a new mesh of one", "mesh", n.st.Creds.MeshID.String(), "site", n.st.Self.Site)
+	default:
+		return nil, err
+	}
+	if err := n.saveLocked(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// foundLocked resets the state to a new mesh of one.
+func (n *Node) foundLocked() {
+	now := n.now()
+	n.st = persisted{
+		Version: stateVersion,
+		Creds:   newCredentials(now),
+		Self: Record{
+			Name: n.cfg.Name, PublicKey: n.pub, Site: MinSite, SiteClaim: now.UnixMilli(),
+			Endpoint: n.cfg.WireGuardEndpoint, Version: n.cfg.Version, Gen: nextGen(0, now),
+		},
+	}
+	n.roster = make(map[Key]Record)
+	n.retry = make(map[Key]*retryState)
+}
+
+// saveLocked writes the state file. n.mu must be held.
+func (n *Node) saveLocked() error {
+	p := n.st
+	p.Roster = make([]Record, 0, len(n.roster))
+	for _, r := range n.roster {
+		p.Roster = append(p.Roster, r)
+	}
+	sort.Slice(p.Roster, func(i, j int) bool { return p.Roster[i].Name < p.Roster[j].Name })
+	if err := store.WriteJSON(n.path, &p, 0o600); err != nil {
+		return fmt.Errorf("saving mesh state: %w", err)
+	}
+	n.dirty = false
+	return nil
+}
+
+// PublicKey returns the booture's public key.
+func (n *Node) PublicKey() Key { return n.pub }
+
+// Start starts gossip and the background work (finding unreachable bootures
+// again, writing the roster). It returns once gossip listens.
+func (n *Node) Start(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	n.cancel = cancel
+	if err := n.startGossip(); err != nil {
+		cancel()
+		return err
+	}
+	n.wg.Add(1)
+	go n.loop(ctx)
+	n.Kick()
+	return nil
+}
+
+// Close stops gossip without leaving the mesh (peers will see this booture
+// as dead until it comes back) and writes the state.
+func (n *Node) Close() error {
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.wg.Wait()
+	n.opMu.Lock()
+	defer n.opMu.Unlock()
+	n.stopGossip()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.closed = true
+	return n.saveLocked()
+}
+
+// Kick asks the background loop to look at the mesh now (conflicts,
+// unreachable bootures) rather than at its next tick.
+func (n *Node) Kick() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) changed() {
+	n.cfg.OnChange()
+	n.Kick()
+}
+
+// startGossip creates the memberlist instance with the current
+// credentials. It must not be called with n.mu held.
+func (n *Node) startGossip() error {
+	inner, port, err := n.cfg.Transport(n.cfg.Bind, n.cfg.GossipPort)
+	if err != nil {
+		return err
+	}
+	mt := newMuxTransport(inner, n.handleStream, &n.counters, n.log)
+
+	n.mu.Lock()
+	n.st.Self.Gossip = netip.AddrPortFrom(n.cfg.Advertise, uint16(port))
+	key := append([]byte(nil), n.st.Creds.Key...)
+	n.mu.Unlock()
+
+	mc := n.cfg.Profile.memberlistConfig()
+	mc.Name = n.cfg.Name
+	mc.Transport = mt
+	mc.AdvertiseAddr = n.cfg.Advertise.String()
+	mc.AdvertisePort = port
+	kr, err := memberlist.NewKeyring(nil, key)
+	if err != nil {
+		mt.Shutdown()
+		return fmt.Errorf("gossip keyring: %w", err)
+	}
+	mc.Keyring = kr
+	// A booture that comes back at another address (a new DHCP lease, or
+	// a restart on another gossip port) may reclaim its name once it has
+	// been dead this long; NotifyAlive checks that it is the same key.
+	mc.DeadNodeReclaimTime = 3 * time.Second
+	mc.GossipVerifyIncoming = true
+	mc.GossipVerifyOutgoing = true
+	mc.Delegate = (*delegate)(n)
+	mc.Events = (*events)(n)
+	mc.Alive = (*events)(n)
+	mc.Conflict = (*events)(n)
+	mc.Logger = newMemberlistLogger(n.log)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		mt.Shutdown()
+		return fmt.Errorf("starting gossip: %w", err)
+	}
+	n.mu.Lock()
+	n.ml, n.mt, n.kr = ml, mt, kr
+	n.oldKeys = nil
+	n.mu.Unlock()
+	n.log.Info("gossip started", "listen", netip.AddrPortFrom(n.cfg.Bind, uint16(port)).String(), "advertise", mc.AdvertiseAddr, "port", port)
+	return nil
+}
+
+// stopGossip shuts memberlist down without a leave message. n.opMu must be
+// held (or the node be closing), n.mu not.
+func (n *Node) stopGossip() {
+	n.mu.Lock()
+	ml := n.ml
+	n.ml, n.mt, n.kr = nil, nil, nil
+	n.liveKeys = make(map[Key]bool)
+	n.mu.Unlock()
+	if ml != nil {
+		ml.Shutdown()
+	}
+}
+
+// restartGossip switches to the current credentials and joins seeds.
+func (n *Node) restartGossip(seeds []netip.AddrPort) error {
+	n.stopGossip()
+	if err := n.startGossip(); err != nil {
+		return err
+	}
+	go n.joinAddrs(seeds)
+	return nil
+}
+
+func (n *Node) memberlist() *memberlist.Memberlist {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ml
+}
+
+func (n *Node) transport() *muxTransport {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mt
+}
+
+// joinAddrs asks memberlist to join the bootures at addrs.
+func (n *Node) joinAddrs(addrs []netip.AddrPort) int {
+	ml := n.memberlist()
+	if ml == nil || len(addrs) == 0 {
+		return 0
+	}
+	s := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		if a.IsValid() {
+			s = append(s, a.String())
+		}
+	}
+	k, err := ml.Join(s)
+	if err != nil && k == 0 {
+		n.log.Debug("joining gossip failed", "addrs", s, "err", err)
+	}
+	return k
+}
+
+// loop runs the periodic work: reconnecting unreachable bootures, settling
+// site conflicts, writing the roster.
+func (n *Node) loop(ctx context.Context) {
+	defer n.wg.Done()
+	rejoin := time.NewTicker(n.cfg.RejoinInterval)
+	defer rejoin.Stop()
+	flush := time.NewTicker(10 * time.Second)
+	defer flush.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.kick:
+			n.refreshStates()
+			n.settleConflicts()
+			n.checkKeyExposure()
+		case <-rejoin.C:
+			n.refreshStates()
+			n.rejoinRound(ctx)
+			n.settleConflicts()
+			n.checkKeyExposure()
+		case <-flush.C:
+			n.mu.Lock()
+			n.pruneLocked()
+			if n.dirty {
+				if err := n.saveLocked(); err != nil {
+					n.log.Error("saving mesh state", "err", err)
+				}
+			}
+			n.mu.Unlock()
+		}
+	}
+}
+
+// leftRetention is how long a booture that left stays listed as "left".
+const leftRetention = time.Hour
+
+// pruneLocked forgets bootures that left long ago and old invitations.
+func (n *Node) pruneLocked() {
+	now := n.now()
+	for k, r := range n.roster {
+		if r.Left() && now.Sub(time.UnixMilli(r.LeftAt)) > leftRetention {
+			delete(n.roster, k)
+			delete(n.retry, k)
+			n.dirty = true
+		}
+	}
+	kept := n.st.Invitations[:0]
+	for _, inv := range n.st.Invitations {
+		end := time.Unix(inv.Expires, 0)
+		if inv.UsedAt != 0 {
+			end = time.UnixMilli(inv.UsedAt)
+		}
+		if now.Sub(end) < 7*24*time.Hour {
+			kept = append(kept, inv)
+		} else {
+			n.dirty = true
+		}
+	}
+	n.st.Invitations = kept
+	if len(n.st.Conflicts) > 20 {
+		n.st.Conflicts = n.st.Conflicts[len(n.st.Conflicts)-20:]
+		n.dirty = true
+	}
+}
+
+// rejoinRound tries to reach bootures of the roster that gossip does not
+// see: after a crash, a cut or a partition, this is what makes the mesh whole
+// again. It first compares credentials (catch-up), then joins gossip.
+func (n *Node) rejoinRound(ctx context.Context) {
+	ml := n.memberlist()
+	if ml == nil {
+		return
+	}
+	live := make(map[string]bool)
+	for _, m := range ml.Members() {
+		live[m.Name] = true
+	}
+	now := n.now()
+	n.mu.Lock()
+	if n.st.Expelled {
+		n.mu.Unlock()
+		return
+	}
+	var targets []Record
+	for k, r := range n.roster {
+		if live[r.Name] || r.Left() || !r.Gossip.IsValid() {
+			delete(n.retry, k)
+			continue
+		}
+		rs := n.retry[k]
+		if rs != nil && now.Before(rs.next) {
+			continue
+		}
+		targets = append(targets, r)
+	}
+	n.mu.Unlock()
+	rand.Shuffle(len(targets), func(i, j int) { targets[i], targets[j] = targets[j], targets[i] })
+	if len(targets) > 8 {
+		targets = targets[:8]
+	}
+	var wg sync.WaitGroup
+	for _, r := range targets {
+		wg.Add(1)
+		go func(r Record) {
+			defer wg.Done()
+			err := n.reach(ctx, r)
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			if err == nil {
+				delete(n.retry, r.PublicKey)
+				return
+			}
+			rs := n.retry[r.PublicKey]
+			if rs == nil {
+				rs = &retryState{delay: n.cfg.RejoinInterval}
+				n.retry[r.PublicKey] = rs
+			} else if rs.delay < 3*n.cfg.RejoinInterval {
+				rs.delay *= 2
+			}
+			rs.next = n.now().Add(rs.delay)
+			n.log.Debug("booture unreachable", "peer", r.Name, "retry_in", rs.delay, "err", err)
+		}(r)
+	}
+	wg.Wait()
+}
+
+// reach makes contact with one booture of the roster.
+func (n *Node) reach(ctx context.Context, r Record) error {
+	if err := n.catchUp(ctx, r); err != nil {
+		return err
+	}
+	if n.joinAddrs([]netip.AddrPort{r.Gossip}) == 0 {
+		return errors.New("gossip join failed")
+	}
+	return nil
+}
+
+// PeerState is a booture's state as seen from here.
+type PeerState string
+
+const (
+	StateAlive   PeerState = "alive"
+	StateSuspect PeerState = "suspect"
+	StateDead    PeerState = "dead"
+	StateLeft    PeerState = "left"
+)
+
+// Peer is another booture of the mesh as seen from here.
+type Peer struct {
+	Record
+	State PeerState
+	// SiteLost is set when this booture holds a site that another alive
+	// booture won; it is not routed until it moves to a free site.
+	SiteLost bool
+}
+
+// View is a consistent snapshot of the mesh as this booture sees it.
+type View struct {
+	Self      Record
+	MeshID    MeshID
+	ULA       netip.Prefix
+	Site      Site
+	Epoch     uint64
+	Peers     []Peer // sorted by name
+	Conflicts []Conflict
+	// Expelled is set when the other bootures refused this one: it was
+	// expelled from the mesh.
+	Expelled bool
+	// Gossip traffic since the daemon started.
+	GossipBytesIn, GossipBytesOut uint64
+}
+
+// Peer returns the peer named name.
+func (v View) Peer(name string) (Peer, bool) {
+	for _, p := range v.Peers {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Peer{}, false
+}
+
+// View returns a snapshot of the mesh.
+func (n *Node) View() View {
+	states := n.memberStates()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.viewLocked(states)
+}
+
+// memberStates returns memberlist's state of every booture it knows. It
+// must not be called with n.mu held (memberlist calls our delegates under
+// its own lock).
+func (n *Node) memberStates() map[string]PeerState {
+	ml := n.memberlist()
+	out := make(map[string]PeerState)
+	if ml == nil {
+		return out
+	}
+	if st, ok := nodeStates(ml); ok {
+		for name, s := range st {
+			switch s {
+			case memberlist.StateAlive:
+				out[name] = StateAlive
+			case memberlist.StateSuspect:
+				out[name] = StateSuspect
+			case memberlist.StateLeft:
+				out[name] = StateLeft
+			default:
+				out[name] = StateDead
+			}
+		}
+		return out
+	}
+	for _, m := range ml.Members() {
+		out[m.Name] = StateAlive
+	}
+	return out
+}
+
+// refreshStates records bootures that left (so that they stay "left" after
+// memberlist forgets them) and logs state changes once.
+func (n *Node) refreshStates() {
+	states := n.memberStates()
+	now := n.now().UnixMilli()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for k, r := range n.roster {
+		s, ok := states[r.Name]
+		if !ok {
+			s = StateDead
+		}
+		if s == StateLeft && !r.Left() {
+			r.LeftAt = max(now, r.Gen+1)
+			n.roster[k] = r
+			n.dirty = true
+		}
+		if r.Left() {
+			s = StateLeft
+		}
+		if prev, seen := n.logged[k]; seen && prev != s || !seen && s != StateAlive {
+			switch s {
+			case StateLeft:
+				n.log.Info("booture left the mesh", "peer", r.Name)
+			case StateDead:
+				n.log.Warn("booture is unreachable (dead)", "peer", r.Name)
+			case StateSuspect:
+				n.log.Info("booture is suspect (not answering)", "peer", r.Name)
+			}
+		}
+		n.logged[k] = s
+	}
+}
+
+func (n *Node) viewLocked(states map[string]PeerState) View {
+	v := View{
+		Self:           n.st.Self,
+		MeshID:         n.st.Creds.MeshID,
+		ULA:            n.st.Creds.MeshID.ULA(),
+		Epoch:          n.st.Creds.Epoch,
+		Conflicts:      append([]Conflict(nil), n.st.Conflicts...),
+		Expelled:       n.st.Expelled,
+		GossipBytesIn:  n.counters.In.Load(),
+		GossipBytesOut: n.counters.Out.Load(),
+	}
+	v.Site = SiteOf(v.ULA, n.st.Self.Site)
+	for _, r := range n.roster {
+		p := Peer{Record: r, State: StateDead}
+		switch s, ok := states[r.Name]; {
+		case ok && s != StateDead:
+			p.State = s
+		case r.Left():
+			p.State = StateLeft
+		}
+		v.Peers = append(v.Peers, p)
+	}
+	sort.Slice(v.Peers, func(i, j int) bool { return v.Peers[i].Name < v.Peers[j].Name })
+	markSiteLosers(&v)
+	return v
+}
+
+// markSiteLosers flags, among bootures that are up (alive or suspect, and
+// this one), those holding a site that another one won. Only bootures that
+// are up compete: a dead booture's record reserves its site for new
+// invitations but never takes it from a live one.
+func markSiteLosers(v *View) {
+	winner := map[int]Record{v.Self.Site: v.Self}
+	for _, p := range v.Peers {
+		if !p.up() {
+			continue
+		}
+		if w, ok := winner[p.Site]; !ok || claimLess(p.Record, w) {
+			winner[p.Site] = p.Record
+		}
+	}
+	for i := range v.Peers {
+		p := &v.Peers[i]
+		p.SiteLost = p.up() && winner[p.Site].PublicKey != p.PublicKey
+	}
+}
+
+func (p *Peer) up() bool { return p.State == StateAlive || p.State == StateSuspect }
+
+// claimLess orders two claims on one site: the earlier claim wins, then the
+// lower public key. Every booture computes the same winner.
+func claimLess(a, b Record) bool {
+	if a.SiteClaim != b.SiteClaim {
+		return a.SiteClaim < b.SiteClaim
+	}
+	return a.PublicKey.String() < b.PublicKey.String()
+}
+
+// freeSiteLocked returns the lowest site no booture of the roster holds
+// (left ones excepted), skipping exclude.
+func (n *Node) freeSiteLocked(exclude ...int) (int, error) {
+	used := make(map[int]bool)
+	used[n.st.Self.Site] = true
+	for _, r := range n.roster {
+		if !r.Left() {
+			used[r.Site] = true
+		}
+	}
+	for _, e := range exclude {
+		used[e] = true
+	}
+	for s := MinSite; s <= MaxSite; s++ {
+		if !used[s] {
+			return s, nil
+		}
+	}
+	return 0, fmt.Errorf("the mesh is full: all %d sites are taken", MaxSite-MinSite+1)
+}
+
+// settleConflicts moves this booture to a free site when another live
+// booture won the site it holds (two invitations redeemed on both sides of
+// a partition can hand out the same site).
+func (n *Node) settleConflicts() {
+	states := n.memberStates()
+	n.opMu.Lock()
+	defer n.opMu.Unlock()
+	n.mu.Lock()
+	v := n.viewLocked(states)
+	self := v.Self
+	var winner *Peer
+	for i := range v.Peers {
+		p := &v.Peers[i]
+		if p.up() && p.Site == self.Site && claimLess(p.Record, self) {
+			winner = p
+		}
+	}
+	// Record conflicts seen between others, once each, for status.
+	for _, p := range v.Peers {
+		if p.SiteLost {
+			n.noteConflictLocked(p.Site, "", p.Name, 0)
+		}
+	}
+	if winner == nil {
+		n.mu.Unlock()
+		return
+	}
+	newSite, err := n.freeSiteLocked()
+	if err != nil {
+		n.mu.Unlock()
+		n.log.Error("site conflict cannot be settled", "site", self.Site, "winner", winner.Name, "err", err)
+		return
+	}
+	old := self.Site
+	now := n.now()
+	n.st.Self.Site = newSite
+	n.st.Self.SiteClaim = now.UnixMilli()
+	n.st.Self.Gen = nextGen(n.st.Self.Gen, now)
+	n.noteConflictLocked(old, winner.Name, n.st.Self.Name, newSite)
+	err = n.saveLocked()
+	ml := n.ml
+	n.mu.Unlock()
+	n.log.Warn("site conflict: another booture holds our site with an earlier claim; moved to a free site (members need their new configuration)",
+		"site", old, "winner", winner.Name, "new_site", newSite)
+	if err != nil {
+		n.log.Error("saving mesh state", "err", err)
+	}
+	if ml != nil {
+		ml.UpdateNode(time.Second)
+	}
+	n.cfg.OnChange()
+}
+
+// noteConflictLocked records a conflict once.
+func (n *Node) noteConflictLocked(site int, winner, loser string, newSite int) {
+	for i := range n.st.Conflicts {
+		c := &n.st.Conflicts[i]
+		if c.Site == site && c.Loser == loser {
+			if winner != "" && c.Winner == "" {
+				c.Winner, c.NewSite = winner, newSite
+				n.dirty = true
+			}
+			return
+		}
+	}
+	if winner == "" {
+		n.log.Warn("site conflict between two bootures", "site", site, "loser", loser)
+	}
+	n.st.Conflicts = append(n.st.Conflicts, Conflict{Site: site, Winner: winner, Loser: loser, NewSite: newSite, At: n.now().UnixMilli()})
+	n.dirty = true
+}
+
+// GossipKeyCount returns how many gossip keys are currently accepted (the
+// current one plus any kept for a grace period after a change). For tests and
+// diagnostics; the keys themselves are never exposed.
+func (n *Node) GossipKeyCount() int {
+	ml := n.memberlist()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ml == nil {
+		return 0
+	}
+	return 1 + len(n.oldKeys)
+}

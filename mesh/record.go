@@ -1,0 +1,131 @@
+package mesh
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/booture/booture/internal/names"
+)
+
+// Record is what the mesh knows about one booture. Every booture keeps a
+// roster of Records for all bootures it has seen in its mesh, alive or not,
+// and exchanges it with the others, so that a site stays reserved while its
+// booture is away and a booture that comes back is found again.
+type Record struct {
+	Name      string `json:"name"`
+	PublicKey Key    `json:"key"`
+	Site      int    `json:"site"`
+	// SiteClaim orders two claims on one site (lower wins): when the site
+	// was assigned, in Unix milliseconds.
+	SiteClaim int64 `json:"claim"`
+	// Endpoint is the WireGuard endpoint other bootures send to.
+	Endpoint netip.AddrPort `json:"endpoint"`
+	// Gossip is the booture's gossip address.
+	Gossip  netip.AddrPort `json:"gossip"`
+	Version string         `json:"version,omitempty"`
+	// Gen is bumped (to at least the current Unix time in ms) by the owner
+	// each time it changes its record; the highest Gen wins a merge.
+	Gen int64 `json:"gen"`
+	// LeftAt is set (Unix ms) when the booture left gracefully.
+	LeftAt int64 `json:"left_at,omitempty"`
+	// SeenAt is when a booture of the mesh last saw it alive (Unix ms).
+	SeenAt int64 `json:"seen_at,omitempty"`
+}
+
+// Left reports whether the booture left the mesh after its last change.
+func (r *Record) Left() bool { return r.LeftAt > r.Gen }
+
+// Validate checks a record received from the network or read from disk.
+func (r *Record) Validate() error {
+	if err := names.Check(r.Name); err != nil {
+		return err
+	}
+	if r.PublicKey.IsZero() {
+		return errors.New("record without a public key")
+	}
+	if !ValidSite(r.Site) {
+		return fmt.Errorf("record of %s: site %d out of range", r.Name, r.Site)
+	}
+	if r.Endpoint.IsValid() && r.Endpoint.Port() == 0 {
+		return fmt.Errorf("record of %s: endpoint without a port", r.Name)
+	}
+	if len(r.Version) > 32 {
+		return fmt.Errorf("record of %s: version string too long", r.Name)
+	}
+	return nil
+}
+
+// metaLimit is memberlist's limit for node metadata.
+const metaLimit = 512
+
+// metaVersion is the version of the node metadata encoding. Decoders accept
+// any version >= 1 and ignore fields they do not know, so that bootures of
+// different daemon versions understand each other.
+const metaVersion = 1
+
+// nodeMeta is the small record each booture attaches to its gossip identity
+// (memberlist node metadata). The name and gossip address come from
+// memberlist itself.
+type nodeMeta struct {
+	V        int            `json:"v"`
+	Key      Key            `json:"k"`
+	Site     int            `json:"s"`
+	Claim    int64          `json:"c"`
+	Endpoint netip.AddrPort `json:"e"`
+	Version  string         `json:"ver,omitempty"`
+	Gen      int64          `json:"g"`
+}
+
+// encodeMeta returns the node metadata of r.
+func encodeMeta(r *Record) ([]byte, error) {
+	b, err := json.Marshal(nodeMeta{
+		V: metaVersion, Key: r.PublicKey, Site: r.Site, Claim: r.SiteClaim,
+		Endpoint: r.Endpoint, Version: r.Version, Gen: r.Gen,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > metaLimit {
+		return nil, fmt.Errorf("node metadata is %d bytes, over the limit of %d", len(b), metaLimit)
+	}
+	return b, nil
+}
+
+// decodeMeta parses node metadata received from the network into a Record
+// for the named booture at the given gossip address. It never panics and
+// rejects anything malformed.
+func decodeMeta(name string, gossip netip.AddrPort, b []byte) (Record, error) {
+	if len(b) == 0 {
+		return Record{}, errors.New("empty node metadata")
+	}
+	if len(b) > metaLimit {
+		return Record{}, fmt.Errorf("node metadata of %d bytes is over the limit", len(b))
+	}
+	var m nodeMeta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Record{}, fmt.Errorf("decoding node metadata: %w", err)
+	}
+	if m.V < 1 {
+		return Record{}, fmt.Errorf("node metadata version %d is not supported", m.V)
+	}
+	r := Record{
+		Name: name, PublicKey: m.Key, Site: m.Site, SiteClaim: m.Claim,
+		Endpoint: m.Endpoint, Gossip: gossip, Version: m.Version, Gen: m.Gen,
+	}
+	if err := r.Validate(); err != nil {
+		return Record{}, err
+	}
+	return r, nil
+}
+
+// nextGen returns a generation greater than prev and at least now.
+func nextGen(prev int64, now time.Time) int64 {
+	g := now.UnixMilli()
+	if g <= prev {
+		g = prev + 1
+	}
+	return g
+}
