@@ -671,12 +671,14 @@ func (n *Node) refreshStates() {
 		if r.Left() {
 			s = StateLeft
 		}
-		if prev, seen := n.logged[k]; seen && prev != s || !seen && s != StateAlive {
+		if prev := n.logged[k]; prev != s {
 			switch s {
 			case StateLeft:
 				n.log.Info("booture left the mesh", "peer", r.Name)
 			case StateDead:
-				n.log.Warn("booture is unreachable (dead)", "peer", r.Name)
+				if prev == StateAlive || prev == StateSuspect {
+					n.log.Warn("booture is unreachable (dead)", "peer", r.Name)
+				}
 			case StateSuspect:
 				n.log.Info("booture is suspect (not answering)", "peer", r.Name)
 			}

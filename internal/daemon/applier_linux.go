@@ -1,0 +1,14 @@
+package daemon
+
+import (
+	"log/slog"
+	"net/netip"
+
+	"github.com/booture/booture/internal/config"
+	"github.com/booture/booture/netcfg"
+)
+
+// linuxApplier is the real network applier.
+func linuxApplier(log *slog.Logger, cfg config.Config, listen netip.Addr) (netcfg.Applier, error) {
+	return netcfg.NewLinux(log, netcfg.LinuxOptions{Mode: netcfg.Mode(cfg.WireGuardMode), Listen: listen})
+}

@@ -1,0 +1,271 @@
+// Package daemon wires booture's parts into the running daemon: the mesh
+// node (gossip), the VPN member registry, the reconciler that applies
+// mesh.Plan through a netcfg.Applier, the admin API on its unix socket, the
+// plugin host and the gateway, and the metrics endpoint. cmd/bootured only
+// parses the configuration and calls Run; tests call Run with a fake
+// applier and loopback gossip.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/booture/booture/internal/api"
+	"github.com/booture/booture/internal/config"
+	"github.com/booture/booture/internal/store"
+	"github.com/booture/booture/members"
+	"github.com/booture/booture/mesh"
+	"github.com/booture/booture/netcfg"
+)
+
+// Version is the daemon's version, set at build time with
+// -ldflags "-X github.com/booture/booture/internal/daemon.Version=...".
+var Version = "0.1.0-dev"
+
+// KeyFile is the name of the private key file in the state directory.
+const KeyFile = "private.key"
+
+// Options configures Run.
+type Options struct {
+	Config config.Config
+	Logger *slog.Logger
+	// NewApplier makes the network applier; nil means the Linux one.
+	NewApplier func(log *slog.Logger, cfg config.Config, listen netip.Addr) (netcfg.Applier, error)
+	// Transport makes the gossip transport; nil means UDP+TCP.
+	Transport mesh.TransportFactory
+	// RejoinInterval overrides the mesh's retry period (tests).
+	RejoinInterval time.Duration
+	// Ready, if set, is called once the daemon serves its API.
+	Ready func(*Daemon)
+}
+
+// Daemon is a running booture daemon.
+type Daemon struct {
+	cfg      config.Config
+	log      *slog.Logger
+	priv     mesh.Key
+	node     *mesh.Node
+	members  *members.Registry
+	applier  netcfg.Applier
+	rec      *reconciler
+	registry *prometheus.Registry
+	adv      advertised
+
+	mu sync.Mutex // guards what the API changes outside the parts' own locks
+}
+
+// advertised is where others reach this booture.
+type advertised struct {
+	gossip netip.Addr // underlay IP for gossip and bootures' WireGuard
+	// member is the endpoint written into members' configs (host may be
+	// a DNS name).
+	memberHost string
+	memberPort int
+}
+
+// Run starts the daemon and serves until ctx ends, then stops cleanly: the
+// WireGuard interface and its routes are removed, the state is saved, and
+// the other bootures see this one as dead until it comes back (stopping is
+// not leaving).
+func Run(ctx context.Context, opts Options) (err error) {
+	d, err := start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	return d.serve(ctx, opts)
+}
+
+func start(ctx context.Context, opts Options) (*Daemon, error) {
+	cfg := opts.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Daemon{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	if err := store.EnsureDir(cfg.StateDir, 0o700); err != nil {
+		return nil, err
+	}
+	priv, err := mesh.LoadOrCreateKey(filepath.Join(cfg.StateDir, KeyFile))
+	if err != nil {
+		return nil, err
+	}
+	d.priv = priv
+	if d.adv, err = resolveAdvertise(cfg); err != nil {
+		return nil, err
+	}
+
+	newApplier := opts.NewApplier
+	if newApplier == nil {
+		newApplier = linuxApplier
+	}
+	var listen netip.Addr
+	if cfg.Listen != "" {
+		listen = netip.MustParseAddr(cfg.Listen)
+	}
+	if d.applier, err = newApplier(log, cfg, listen); err != nil {
+		return nil, err
+	}
+	d.rec = newReconciler(d.applier, d.desired, cfg.Resync, log.With("subsystem", "reconcile"))
+
+	profile, _ := mesh.ParseProfile(cfg.GossipProfile)
+	d.node, err = mesh.New(mesh.Config{
+		Name:              cfg.Name,
+		StateDir:          cfg.StateDir,
+		PrivateKey:        priv,
+		Bind:              listen,
+		GossipPort:        cfg.GossipPort,
+		Advertise:         d.adv.gossip,
+		WireGuardEndpoint: netip.AddrPortFrom(d.adv.gossip, uint16(cfg.WGPort)),
+		Profile:           profile,
+		Version:           Version,
+		Logger:            log.With("subsystem", "mesh"),
+		OnChange:          d.rec.Trigger,
+		Transport:         opts.Transport,
+		RejoinInterval:    opts.RejoinInterval,
+	})
+	if err != nil {
+		d.applier.Close()
+		return nil, err
+	}
+	if err := d.openMembers(); err != nil {
+		d.node.Close()
+		d.applier.Close()
+		return nil, err
+	}
+	d.registerMetrics()
+	return d, nil
+}
+
+func (d *Daemon) serve(ctx context.Context, opts Options) (err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+		if cerr := d.node.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		if cerr := d.members.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		if cerr := d.applier.Close(); cerr != nil {
+			d.log.Warn("removing the WireGuard interface", "err", cerr)
+		}
+		d.log.Info("bootured stopped")
+	}()
+
+	// Bring the interface up before gossip so that peers' first packets
+	// find it.
+	if err := d.rec.once(ctx); err != nil {
+		return fmt.Errorf("setting up WireGuard: %w", err)
+	}
+	if err := d.node.Start(ctx); err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); d.rec.run(ctx) }()
+
+	ln, err := api.Listen(d.cfg.Socket, d.cfg.SocketGroup)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: api.Handler(d, d.log.With("subsystem", "api")), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- srv.Serve(ln) }()
+	defer srv.Close()
+
+	if d.cfg.Metrics != "" {
+		mln, err := net.Listen("tcp", d.cfg.Metrics)
+		if err != nil {
+			return fmt.Errorf("metrics endpoint: %w", err)
+		}
+		msrv := &http.Server{Handler: d.metricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { serveErr <- msrv.Serve(mln) }()
+		defer msrv.Close()
+	}
+
+	v := d.node.View()
+	v4, v6 := v.Site.Booture()
+	d.log.Info("bootured running", "name", d.cfg.Name, "version", Version, "mesh_ipv4", v4.String(), "mesh_ipv6", v6.String(),
+		"socket", d.cfg.Socket, "public_key", d.priv.Public().String())
+	if opts.Ready != nil {
+		opts.Ready(d)
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-serveErr:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}
+
+// resolveAdvertise works out the addresses others use to reach us.
+func resolveAdvertise(cfg config.Config) (advertised, error) {
+	var a advertised
+	if cfg.Advertise != "" {
+		adv, err := cfg.AdvertiseHostPort()
+		if err != nil {
+			return a, err
+		}
+		a.gossip, a.memberHost, a.memberPort = adv.IP, adv.Host, adv.Port
+	}
+	if !a.gossip.IsValid() && cfg.Listen != "" {
+		a.gossip = netip.MustParseAddr(cfg.Listen)
+	}
+	if !a.gossip.IsValid() {
+		ip, err := detectAdvertise()
+		if err != nil {
+			return a, err
+		}
+		a.gossip = ip
+	}
+	if a.memberHost == "" {
+		a.memberHost = a.gossip.String()
+	}
+	if a.memberPort == 0 {
+		a.memberPort = cfg.WGPort
+	}
+	return a, nil
+}
+
+// desired computes the network state the reconciler applies. It first
+// moves the members if the booture's site changed.
+func (d *Daemon) desired() (netcfg.Config, error) {
+	v := d.node.View()
+	if err := d.syncMemberSite(v); err != nil {
+		return netcfg.Config{}, err
+	}
+	return mesh.Plan(mesh.PlanInput{
+		View:                v,
+		Members:             d.memberPeers(),
+		PrivateKey:          d.priv,
+		Interface:           d.cfg.Interface,
+		ListenPort:          d.cfg.WGPort,
+		MTU:                 d.cfg.MTU,
+		AllowMemberToMember: d.cfg.AllowMemberToMember,
+		Uplink:              d.cfg.Uplink,
+	}), nil
+}
+
+// Node returns the mesh node (tests).
+func (d *Daemon) Node() *mesh.Node { return d.node }
+
+// Applier returns the network applier (tests).
+func (d *Daemon) Applier() netcfg.Applier { return d.applier }

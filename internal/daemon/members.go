@@ -1,0 +1,263 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/booture/booture/internal/api"
+	"github.com/booture/booture/members"
+	"github.com/booture/booture/mesh"
+	"github.com/booture/booture/netcfg"
+)
+
+// MembersFile is the name of the members registry in the state directory.
+const MembersFile = "members.json"
+
+// openMembers opens the member registry for the booture's current site.
+func (d *Daemon) openMembers() error {
+	site := d.memberSite(d.node.View())
+	reg, err := members.Open(filepath.Join(d.cfg.StateDir, MembersFile), site,
+		members.WithLogger(d.log.With("subsystem", "members")),
+		members.WithBootureKeys(d.bootureByKey))
+	if err != nil {
+		return err
+	}
+	if old, moved := reg.PreviousSite(); moved {
+		d.log.Warn("members moved to this booture's new site: they need their new configuration (booture member show)",
+			"old_site", old.String(), "new_site", site.String())
+	}
+	d.members = reg
+	return nil
+}
+
+func (d *Daemon) memberSite(v mesh.View) members.Site {
+	return members.Site{IPv4: v.Site.IPv4, IPv6: v.Site.IPv6}
+}
+
+// bootureByKey says which booture of the mesh uses key, if any.
+func (d *Daemon) bootureByKey(key wgtypes.Key) (string, bool) {
+	if mesh.Key(key) == d.priv.Public() {
+		return d.cfg.Name + " (this booture)", true
+	}
+	for _, p := range d.node.View().Peers {
+		if p.PublicKey == mesh.Key(key) {
+			return p.Name, true
+		}
+	}
+	return "", false
+}
+
+// syncMemberSite moves the members when the booture's site changed (a site
+// conflict settled against it, or a merge). It runs in the reconciler.
+func (d *Daemon) syncMemberSite(v mesh.View) error {
+	site := d.memberSite(v)
+	if d.members.Site() == site {
+		return nil
+	}
+	if err := d.members.SetSite(site); err != nil {
+		return err
+	}
+	d.log.Warn("this booture's site changed: members moved with it and need their new configuration (booture member show NAME --config)",
+		"site", site.String())
+	return nil
+}
+
+// memberPeers returns the enabled members for the plan.
+func (d *Daemon) memberPeers() []mesh.MemberPeer {
+	var out []mesh.MemberPeer
+	for _, m := range d.members.List() {
+		if m.Enabled() {
+			out = append(out, mesh.MemberPeer{PublicKey: mesh.Key(m.PublicKey), IPv4: m.IPv4, IPv6: m.IPv6, FullTunnel: m.FullTunnel})
+		}
+	}
+	return out
+}
+
+func (d *Daemon) memberCount() int { return d.members.Len() }
+
+// server describes this booture to its members.
+func (d *Daemon) server() (members.Server, error) {
+	v := d.node.View()
+	if a := d.adv.gossip; d.adv.memberHost == a.String() && (a.IsLoopback() || a.IsUnspecified()) {
+		return members.Server{}, fmt.Errorf("no usable endpoint for members (%s): set --advertise to the address members reach this booture at", a)
+	}
+	return members.Server{
+		Name:      d.cfg.Name,
+		PublicKey: d.priv.Public().WG(),
+		Endpoint:  net.JoinHostPort(d.adv.memberHost, strconv.Itoa(d.adv.memberPort)),
+		Site:      d.memberSite(v),
+		MeshIPv4:  mesh.PoolIPv4,
+		MeshIPv6:  v.ULA,
+	}, nil
+}
+
+// memberError maps the registry's errors to API errors.
+func memberError(err error) error {
+	switch {
+	case errors.Is(err, members.ErrNotFound):
+		return api.NotFound(err)
+	case errors.Is(err, members.ErrExists), errors.Is(err, members.ErrKeyInUse), errors.Is(err, members.ErrSiteFull):
+		return api.ConflictErr(err)
+	case errors.Is(err, members.ErrInvalidName), errors.Is(err, members.ErrInvalidKey):
+		return api.BadRequest(err)
+	}
+	return err
+}
+
+// AddMember implements api.Backend.
+func (d *Daemon) AddMember(ctx context.Context, req api.MemberAddRequest) (api.MemberAdded, error) {
+	srv, err := d.server()
+	if err != nil {
+		return api.MemberAdded{}, api.BadRequest(err)
+	}
+	m, priv, err := d.members.Add(members.AddRequest{Name: req.Name, PublicKey: req.PublicKey, FullTunnel: req.FullTunnel})
+	if err != nil {
+		return api.MemberAdded{}, memberError(err)
+	}
+	d.rec.Trigger()
+	text, err := members.Render(members.ConfigFor(m, priv, srv))
+	if err != nil {
+		return api.MemberAdded{}, err
+	}
+	out := api.MemberAdded{Member: d.apiMember(ctx, m, nil), Config: text}
+	if req.QR {
+		if out.QR, err = members.QR(text, members.QRColor); err != nil {
+			return api.MemberAdded{}, err
+		}
+	}
+	d.log.Info("member added", "member", m.Name, "ipv4", m.IPv4.String(), "full_tunnel", m.FullTunnel, "own_key", req.PublicKey != "")
+	return out, nil
+}
+
+// Members implements api.Backend.
+func (d *Daemon) Members(ctx context.Context) ([]api.Member, error) {
+	live := d.livePeers(ctx)
+	out := []api.Member{}
+	for _, m := range d.members.List() {
+		out = append(out, d.apiMember(ctx, m, live))
+	}
+	return out, nil
+}
+
+// Member implements api.Backend.
+func (d *Daemon) Member(ctx context.Context, name string) (api.Member, error) {
+	m, err := d.members.Get(name)
+	if err != nil {
+		return api.Member{}, memberError(err)
+	}
+	return d.apiMember(ctx, m, d.livePeers(ctx)), nil
+}
+
+// MemberConfig implements api.Backend: the member's configuration without
+// its private key (which the booture never kept).
+func (d *Daemon) MemberConfig(ctx context.Context, name string, qr bool) (api.MemberConfig, error) {
+	m, err := d.members.Get(name)
+	if err != nil {
+		return api.MemberConfig{}, memberError(err)
+	}
+	srv, err := d.server()
+	if err != nil {
+		return api.MemberConfig{}, api.BadRequest(err)
+	}
+	text, err := members.Render(members.ConfigFor(m, nil, srv))
+	if err != nil {
+		return api.MemberConfig{}, err
+	}
+	out := api.MemberConfig{Config: text}
+	if qr {
+		if out.QR, err = members.QR(text, members.QRColor); err != nil {
+			return api.MemberConfig{}, err
+		}
+	}
+	return out, nil
+}
+
+// SetMemberEnabled implements api.Backend. The reconcile runs before the
+// answer: when the CLI says "disabled", the member's packets are no longer
+// accepted.
+func (d *Daemon) SetMemberEnabled(ctx context.Context, name string, enabled bool) (api.Member, error) {
+	var m members.Member
+	var err error
+	if enabled {
+		m, err = d.members.Enable(name)
+	} else {
+		m, err = d.members.Disable(name)
+	}
+	if err != nil {
+		return api.Member{}, memberError(err)
+	}
+	if err := d.reconcileNow(ctx); err != nil {
+		return api.Member{}, err
+	}
+	d.log.Info("member "+map[bool]string{true: "enabled", false: "disabled"}[enabled], "member", name)
+	return d.apiMember(ctx, m, nil), nil
+}
+
+// RemoveMember implements api.Backend.
+func (d *Daemon) RemoveMember(ctx context.Context, name string) error {
+	if _, err := d.members.Remove(name); err != nil {
+		return memberError(err)
+	}
+	d.log.Info("member removed", "member", name)
+	return d.reconcileNow(ctx)
+}
+
+// reconcileNow applies the network state before returning, so that a cut
+// is effective when the CLI reports it.
+func (d *Daemon) reconcileNow(ctx context.Context) error {
+	if err := d.rec.once(ctx); err != nil {
+		d.rec.Trigger()
+		return fmt.Errorf("the change is saved but applying it failed (it will be retried): %w", err)
+	}
+	return nil
+}
+
+// livePeers returns WireGuard's live state by key.
+func (d *Daemon) livePeers(ctx context.Context) map[mesh.Key]netcfg.PeerState {
+	out := make(map[mesh.Key]netcfg.PeerState)
+	st, err := d.applier.State(ctx)
+	if err != nil {
+		return out
+	}
+	for _, p := range st.Peers {
+		out[mesh.Key(p.PublicKey)] = p
+	}
+	return out
+}
+
+func (d *Daemon) apiMember(ctx context.Context, m members.Member, live map[mesh.Key]netcfg.PeerState) api.Member {
+	if live == nil {
+		live = d.livePeers(ctx)
+	}
+	state := "enabled"
+	if !m.Enabled() {
+		state = "disabled"
+	}
+	out := api.Member{
+		Name: m.Name, PublicKey: mesh.Key(m.PublicKey).String(), IPv4: m.IPv4.String(), IPv6: m.IPv6.String(),
+		State: state, FullTunnel: m.FullTunnel, Created: m.Created.UTC(),
+	}
+	if p, ok := live[mesh.Key(m.PublicKey)]; ok {
+		if p.Endpoint.IsValid() {
+			out.Endpoint = p.Endpoint.String()
+		}
+		if !p.LastHandshake.IsZero() {
+			t := p.LastHandshake.UTC()
+			out.LastHandshake = &t
+		}
+		out.RxBytes, out.TxBytes = p.RxBytes, p.TxBytes
+	}
+	return out
+}
+
+// memberStats returns members with live counters (metrics).
+func (d *Daemon) memberStats(ctx context.Context) []api.Member {
+	ms, _ := d.Members(ctx)
+	return ms
+}
