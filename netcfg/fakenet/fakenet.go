@@ -1,0 +1,615 @@
+// Package fakenet is an in-memory netcfg.Applier for tests.
+//
+// Fake keeps a WireGuard interface, its addresses, routes, nftables table
+// and forwarding sysctls in memory, and changes them by executing the very
+// Ops that netcfg.Diff computes, with WireGuard's semantics for peer
+// changes: a test of the fake is a test of the diff. It records the Ops of
+// the last Apply (so a test can assert that joining a booture added one peer
+// and one route and touched nothing else), simulates drift made by hand
+// (RemovePeer, DeleteRoute, ...) and failures (FailNextApply), and prints
+// its state as `ip`/`wg`/`nft`/`sysctl` lines, never the private key.
+package fakenet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/booture/booture/netcfg"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// ErrInjected is wrapped by the error of an Apply made to fail by
+// FailNextApply when no error was given.
+var ErrInjected = errors.New("fakenet: injected failure")
+
+type peer struct {
+	endpoint  netip.AddrPort
+	allowed   []netip.Prefix
+	keepalive time.Duration
+	handshake time.Time
+	rx, tx    int64
+}
+
+// Fake is an in-memory netcfg.Applier. Its methods are safe for concurrent
+// use.
+type Fake struct {
+	mu sync.Mutex
+
+	// Host, set by the Set* methods.
+	mode       netcfg.Mode
+	defaultMTU int
+	uplink     string
+	force6     bool // kernel has net.ipv6.conf.*.force_forwarding
+	sysctl     map[string]string
+
+	closed   bool
+	link     bool
+	iface    string
+	mtu      int
+	up       bool
+	pub      netcfg.Key
+	port     int
+	peers    map[netcfg.Key]*peer
+	addrs    []netip.Prefix
+	routes   []netip.Prefix
+	firewall *netcfg.FirewallState
+	changed  map[string]string // sysctl -> original value
+
+	failAfter int // -1: no failure planned
+	failErr   error
+	applies   int
+	lastOps   []netcfg.Op
+}
+
+var _ netcfg.Applier = (*Fake)(nil)
+
+// New returns a Fake standing for a host whose default route goes out
+// "eth0", whose underlay gives MTU 1420 and whose kernel has IPv6
+// force_forwarding.
+func New() *Fake {
+	return &Fake{
+		mode:       netcfg.ModeUserspace,
+		defaultMTU: netcfg.DefaultMTU,
+		uplink:     "eth0",
+		force6:     true,
+		sysctl:     map[string]string{},
+		peers:      map[netcfg.Key]*peer{},
+		changed:    map[string]string{},
+		failAfter:  -1,
+	}
+}
+
+// SetMode sets the mode State reports (default userspace).
+func (f *Fake) SetMode(m netcfg.Mode) { f.mu.Lock(); f.mode = m; f.mu.Unlock() }
+
+// SetDefaultMTU sets the MTU used when Config.MTU is 0.
+func (f *Fake) SetDefaultMTU(mtu int) { f.mu.Lock(); f.defaultMTU = mtu; f.mu.Unlock() }
+
+// SetUplink sets the default route's interface ("" for none).
+func (f *Fake) SetUplink(name string) { f.mu.Lock(); f.uplink = name; f.mu.Unlock() }
+
+// SetForceForwarding says whether the simulated kernel has IPv6
+// force_forwarding (Linux 6.17+); without it netcfg falls back to the
+// global switch.
+func (f *Fake) SetForceForwarding(ok bool) { f.mu.Lock(); f.force6 = ok; f.mu.Unlock() }
+
+// SetSysctl sets a /proc/sys entry (path form, e.g.
+// "net/ipv6/conf/all/forwarding"), as the host's admin would.
+func (f *Fake) SetSysctl(path, value string) { f.mu.Lock(); f.sysctl[path] = value; f.mu.Unlock() }
+
+// Sysctl returns a /proc/sys entry; ok is false if it does not exist.
+func (f *Fake) Sysctl(path string) (value string, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.readSysctlLocked(path)
+}
+
+// readSysctlLocked simulates the kernel's entries: forwarding 0, accept_ra 1
+// unless set; the WireGuard interface's only while it exists.
+func (f *Fake) readSysctlLocked(path string) (string, bool) {
+	if v, ok := f.sysctl[path]; ok {
+		return v, true
+	}
+	parts := strings.Split(path, "/")
+	if len(parts) != 5 || parts[0] != "net" || parts[2] != "conf" {
+		return "", false
+	}
+	ifc := parts[3]
+	if ifc == f.iface && !f.link {
+		return "", false
+	}
+	switch {
+	case parts[4] == "forwarding":
+		return "0", true
+	case parts[1] == "ipv6" && parts[4] == "accept_ra":
+		return "1", true
+	case parts[1] == "ipv6" && parts[4] == "force_forwarding" && f.force6 && ifc != "all":
+		return "0", true
+	}
+	return "", false
+}
+
+// FailNextApply makes the next Apply fail with err (or ErrInjected if nil)
+// before changing anything.
+func (f *Fake) FailNextApply(err error) { f.FailNextApplyAfter(0, err) }
+
+// FailNextApplyAfter makes the next Apply fail with err (or ErrInjected)
+// after executing n Ops, leaving a partly applied state like a real failure.
+func (f *Fake) FailNextApplyAfter(n int, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		err = ErrInjected
+	}
+	f.failAfter, f.failErr = n, err
+}
+
+// Apply implements netcfg.Applier.
+func (f *Fake) Apply(ctx context.Context, cfg netcfg.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return netcfg.ErrClosed
+	}
+	if f.iface != "" && f.iface != cfg.Interface {
+		return fmt.Errorf("%w: interface cannot change from %s to %s", netcfg.ErrInvalidConfig, f.iface, cfg.Interface)
+	}
+	f.iface = cfg.Interface
+	f.applies++
+	f.lastOps = nil
+	failAfter, failErr := f.failAfter, f.failErr
+	f.failAfter, f.failErr = -1, nil
+	done := 0
+	step := func(op netcfg.Op) error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("applying network config: %w", err)
+		}
+		if done == failAfter {
+			return fmt.Errorf("applying %s: %w", op.Kind, failErr)
+		}
+		f.execLocked(cfg, op)
+		f.lastOps = append(f.lastOps, op)
+		done++
+		return nil
+	}
+	if !f.link {
+		if err := step(netcfg.Op{Kind: netcfg.OpLinkAdd, Interface: cfg.Interface}); err != nil {
+			return err
+		}
+	}
+	for _, op := range netcfg.Diff(f.observedLocked(cfg), cfg) {
+		if err := step(op); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *Fake) observedLocked(cfg netcfg.Config) netcfg.Observed {
+	obs := netcfg.Observed{
+		MTU:        f.mtu,
+		Up:         f.up,
+		PublicKey:  f.pub,
+		ListenPort: f.port,
+		Peers:      f.peerStatesLocked(),
+		Addresses:  slices.Clone(f.addrs),
+		Routes:     slices.Clone(f.routes),
+		DefaultMTU: f.defaultMTU,
+		Uplink:     cfg.Firewall.Uplink,
+		Sysctls:    map[string]string{},
+		Changed:    map[string]string{},
+	}
+	if obs.Uplink == "" {
+		obs.Uplink = f.uplink
+	}
+	if f.firewall != nil {
+		fw := *f.firewall
+		obs.Firewall = &fw
+	}
+	knobs := netcfg.SysctlKnobs(cfg.Interface, obs.Uplink)
+	for k, v := range f.changed {
+		obs.Changed[k] = v
+		knobs = append(knobs, k)
+	}
+	for _, k := range knobs {
+		if v, ok := f.readSysctlLocked(k); ok {
+			obs.Sysctls[k] = v
+		}
+	}
+	return obs
+}
+
+// execLocked executes one Op on the in-memory state.
+func (f *Fake) execLocked(cfg netcfg.Config, op netcfg.Op) {
+	switch op.Kind {
+	case netcfg.OpLinkAdd:
+		f.link, f.mtu, f.up = true, netcfg.DefaultMTU, false
+	case netcfg.OpLinkSet:
+		if op.MTU != 0 {
+			f.mtu = op.MTU
+		}
+		if op.Up {
+			f.up = true
+		}
+	case netcfg.OpDevice:
+		if op.SetPrivateKey {
+			f.pub = cfg.PrivateKey.PublicKey()
+		}
+		if op.ListenPort != 0 {
+			f.port = op.ListenPort
+		}
+	case netcfg.OpPeer:
+		f.configurePeerLocked(op.Peer)
+	case netcfg.OpAddressAdd:
+		if !slices.Contains(f.addrs, op.Prefix) {
+			f.addrs = append(f.addrs, op.Prefix)
+		}
+	case netcfg.OpAddressDel:
+		f.addrs = slices.DeleteFunc(f.addrs, func(p netip.Prefix) bool { return p == op.Prefix })
+	case netcfg.OpRouteAdd:
+		if !slices.Contains(f.routes, op.Prefix) {
+			f.routes = append(f.routes, op.Prefix)
+		}
+	case netcfg.OpRouteDel:
+		f.routes = slices.DeleteFunc(f.routes, func(p netip.Prefix) bool { return p == op.Prefix })
+	case netcfg.OpFirewallSet:
+		fw := op.Firewall
+		f.firewall = &fw
+	case netcfg.OpFirewallDel:
+		f.firewall = nil
+	case netcfg.OpSysctl:
+		if op.Restore {
+			delete(f.changed, op.Sysctl)
+		} else if _, ok := f.changed[op.Sysctl]; !ok {
+			orig, _ := f.readSysctlLocked(op.Sysctl)
+			f.changed[op.Sysctl] = orig
+		}
+		f.writeSysctlLocked(op.Sysctl, op.Value)
+	}
+}
+
+func (f *Fake) writeSysctlLocked(path, value string) {
+	f.sysctl[path] = value
+	// As the kernel does: turning global IPv6 forwarding off resets every
+	// interface's force_forwarding.
+	if path == "net/ipv6/conf/all/forwarding" && value == "0" {
+		for k := range f.sysctl {
+			if strings.HasSuffix(k, "/force_forwarding") {
+				f.sysctl[k] = "0"
+			}
+		}
+	}
+}
+
+// configurePeerLocked has wgctrl's (and WireGuard's) semantics for one
+// PeerConfig: nil fields leave settings alone, and an allowed IP given to a
+// peer is taken from any other peer.
+func (f *Fake) configurePeerLocked(pc wgtypes.PeerConfig) {
+	p, ok := f.peers[pc.PublicKey]
+	if pc.Remove {
+		delete(f.peers, pc.PublicKey)
+		return
+	}
+	if !ok {
+		if pc.UpdateOnly {
+			return
+		}
+		p = &peer{}
+		f.peers[pc.PublicKey] = p
+	}
+	if pc.Endpoint != nil {
+		p.endpoint = netcfg.AddrPortFromUDP(pc.Endpoint)
+	}
+	if pc.ReplaceAllowedIPs {
+		p.allowed = nil
+	}
+	for _, n := range pc.AllowedIPs {
+		a, ok := netcfg.PrefixFromIPNet(n)
+		if !ok {
+			continue
+		}
+		a = a.Masked()
+		for k, other := range f.peers {
+			if k != pc.PublicKey {
+				other.allowed = slices.DeleteFunc(other.allowed, func(b netip.Prefix) bool { return b == a })
+			}
+		}
+		if !slices.Contains(p.allowed, a) {
+			p.allowed = append(p.allowed, a)
+		}
+	}
+	if pc.PersistentKeepaliveInterval != nil {
+		p.keepalive = *pc.PersistentKeepaliveInterval
+	}
+}
+
+func (f *Fake) sortedKeysLocked() []netcfg.Key {
+	keys := make([]netcfg.Key, 0, len(f.peers))
+	for k := range f.peers {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return bytes.Compare(keys[i][:], keys[j][:]) < 0 })
+	return keys
+}
+
+func (f *Fake) peerStatesLocked() []netcfg.PeerState {
+	var out []netcfg.PeerState
+	for _, k := range f.sortedKeysLocked() {
+		p := f.peers[k]
+		out = append(out, netcfg.PeerState{
+			PublicKey:           k,
+			Endpoint:            p.endpoint,
+			LastHandshake:       p.handshake,
+			RxBytes:             p.rx,
+			TxBytes:             p.tx,
+			AllowedIPs:          slices.Clone(p.allowed),
+			PersistentKeepalive: p.keepalive,
+		})
+	}
+	return out
+}
+
+// State implements netcfg.Applier.
+func (f *Fake) State(ctx context.Context) (netcfg.State, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return netcfg.State{}, netcfg.ErrClosed
+	}
+	if !f.link {
+		return netcfg.State{}, netcfg.ErrNoInterface
+	}
+	return netcfg.State{
+		Interface:  f.iface,
+		Mode:       f.mode,
+		ListenPort: f.port,
+		MTU:        f.mtu,
+		PublicKey:  f.pub,
+		Peers:      f.peerStatesLocked(),
+	}, nil
+}
+
+// Close implements netcfg.Applier: the interface, its routes and the table
+// are gone and the sysctls are restored.
+func (f *Fake) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	keys := make([]string, 0, len(f.changed))
+	for k := range f.changed {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		f.writeSysctlLocked(k, f.changed[k])
+	}
+	f.changed = map[string]string{}
+	f.deleteLinkLocked()
+	f.firewall = nil
+	return nil
+}
+
+func (f *Fake) deleteLinkLocked() {
+	f.link, f.mtu, f.up, f.pub, f.port = false, 0, false, netcfg.Key{}, 0
+	f.peers = map[netcfg.Key]*peer{}
+	f.addrs, f.routes = nil, nil
+	for k := range f.sysctl {
+		if strings.Contains(k, "/conf/"+f.iface+"/") {
+			delete(f.sysctl, k)
+		}
+	}
+}
+
+// Closed reports whether Close was called.
+func (f *Fake) Closed() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.closed }
+
+// Applies returns how many times Apply ran past validation.
+func (f *Fake) Applies() int { f.mu.Lock(); defer f.mu.Unlock(); return f.applies }
+
+// LastOps returns the Ops the last Apply executed, in order.
+func (f *Fake) LastOps() []netcfg.Op {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.lastOps)
+}
+
+// LastOpLines renders LastOps as command lines.
+func (f *Fake) LastOpLines() []string {
+	var lines []string
+	for _, op := range f.LastOps() {
+		lines = append(lines, op.Lines()...)
+	}
+	return lines
+}
+
+// TouchedPeers returns the keys of the peers the last Apply added, changed
+// or removed, sorted.
+func (f *Fake) TouchedPeers() []netcfg.Key {
+	var keys []netcfg.Key
+	for _, op := range f.LastOps() {
+		if op.Kind == netcfg.OpPeer && !slices.Contains(keys, op.Peer.PublicKey) {
+			keys = append(keys, op.Peer.PublicKey)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return bytes.Compare(keys[i][:], keys[j][:]) < 0 })
+	return keys
+}
+
+// Drift made by hand.
+
+// RemovePeer removes a peer, like `wg set IFACE peer KEY remove`; it reports
+// whether the peer existed.
+func (f *Fake) RemovePeer(k netcfg.Key) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.peers[k]
+	delete(f.peers, k)
+	return ok
+}
+
+// SetPeerEndpoint sets a peer's endpoint as WireGuard does when it learns
+// it from the peer's packets (roaming).
+func (f *Fake) SetPeerEndpoint(k netcfg.Key, ep netip.AddrPort) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.peers[k]
+	if ok {
+		p.endpoint = ep
+	}
+	return ok
+}
+
+// SetPeerStats sets what State reports for a peer's traffic.
+func (f *Fake) SetPeerStats(k netcfg.Key, handshake time.Time, rx, tx int64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.peers[k]
+	if ok {
+		p.handshake, p.rx, p.tx = handshake, rx, tx
+	}
+	return ok
+}
+
+// DeleteRoute removes a route, like `ip route del PREFIX dev IFACE`.
+func (f *Fake) DeleteRoute(p netip.Prefix) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.routes)
+	f.routes = slices.DeleteFunc(f.routes, func(r netip.Prefix) bool { return r == p })
+	return len(f.routes) != n
+}
+
+// AddRoute adds a route out the interface, like `ip route add PREFIX dev
+// IFACE`.
+func (f *Fake) AddRoute(p netip.Prefix) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.Contains(f.routes, p.Masked()) {
+		f.routes = append(f.routes, p.Masked())
+	}
+}
+
+// DeleteAddress removes an address, like `ip address del`.
+func (f *Fake) DeleteAddress(p netip.Prefix) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.addrs)
+	f.addrs = slices.DeleteFunc(f.addrs, func(a netip.Prefix) bool { return a == p })
+	return len(f.addrs) != n
+}
+
+// DeleteFirewall removes the table, like `nft delete table inet booture`.
+func (f *Fake) DeleteFirewall() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ok := f.firewall != nil
+	f.firewall = nil
+	return ok
+}
+
+// DeleteLink removes the interface with everything on it, like `ip link
+// del IFACE`.
+func (f *Fake) DeleteLink() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ok := f.link
+	f.deleteLinkLocked()
+	return ok
+}
+
+// String prints the state as the commands that would rebuild it, in a
+// fixed order; "" when there is no interface.
+func (f *Fake) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var lines []string
+	if f.link {
+		ifc := f.iface
+		lines = append(lines, "ip link add "+ifc+" type wireguard")
+		link := fmt.Sprintf("ip link set %s mtu %d", ifc, f.mtu)
+		if f.up {
+			link += " up"
+		}
+		lines = append(lines, link)
+		dev := "wg set " + ifc
+		if f.port != 0 {
+			dev += fmt.Sprintf(" listen-port %d", f.port)
+		}
+		if f.pub != (netcfg.Key{}) {
+			dev += " private-key <redacted> # public-key " + f.pub.String()
+		}
+		lines = append(lines, dev)
+		for _, k := range f.sortedKeysLocked() {
+			p := f.peers[k]
+			pc := wgtypes.PeerConfig{PublicKey: k, ReplaceAllowedIPs: true}
+			if p.endpoint.IsValid() {
+				pc.Endpoint = udpAddr(p.endpoint)
+			}
+			pc.AllowedIPs = ipNets(sortedPrefixes(p.allowed))
+			if p.keepalive != 0 {
+				ka := p.keepalive
+				pc.PersistentKeepaliveInterval = &ka
+			}
+			lines = append(lines, netcfg.Op{Kind: netcfg.OpPeer, Interface: ifc, Peer: pc}.Lines()...)
+		}
+		for _, a := range sortedPrefixes(f.addrs) {
+			lines = append(lines, "ip address add "+a.String()+" dev "+ifc)
+		}
+		for _, r := range sortedPrefixes(f.routes) {
+			lines = append(lines, "ip route add "+r.String()+" dev "+ifc)
+		}
+	}
+	keys := make([]string, 0, len(f.changed))
+	for k := range f.changed {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if v, ok := f.sysctl[k]; ok {
+			lines = append(lines, "sysctl -w "+netcfg.SysctlName(k)+"="+v)
+		}
+	}
+	if f.firewall != nil {
+		lines = append(lines, f.firewall.Lines()...)
+	}
+	if len(lines) == 0 {
+		return ""
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+func sortedPrefixes(ps []netip.Prefix) []netip.Prefix {
+	out := slices.Clone(ps)
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	return out
+}
+
+func udpAddr(ap netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(ap) }
+
+func ipNets(ps []netip.Prefix) []net.IPNet {
+	out := make([]net.IPNet, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
+	}
+	return out
+}

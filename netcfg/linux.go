@@ -1,0 +1,495 @@
+//go:build linux
+
+package netcfg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"golang.zx2c4.com/wireguard/wgctrl"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// LinuxOptions configures NewLinux.
+type LinuxOptions struct {
+	// Mode is the data plane: ModeKernel, ModeUserspace, or ModeAuto (the
+	// default, also for ""): the kernel's WireGuard, falling back to the
+	// embedded wireguard-go when the kernel refuses to create the link.
+	Mode Mode
+	// Listen is the underlay address the daemon binds; it picks the
+	// interface whose MTU sets the default MTU (see UnderlayMTU). The zero
+	// value means the default route's interface.
+	Listen netip.Addr
+}
+
+// Linux is the Applier of a Linux host: wgctrl for WireGuard (kernel or
+// embedded wireguard-go), netlink for link, addresses and routes, nftables
+// for the filter, /proc/sys for forwarding.
+//
+// In userspace mode the embedded wireguard-go serves the usual control
+// socket (UAPISocket), so wgctrl and `wg show` work as on a kernel
+// interface; the socket is removed on Close.
+//
+// Only the main routing table is managed: routes out the interface that the
+// Config does not list are removed, except the kernel's connected ones.
+//
+// The filter is one nftables table of its own (inet FirewallTable), rebuilt
+// atomically when its FirewallState changes and re-checked at every Apply,
+// so that a table deleted by hand comes back; other tables are never
+// touched. Its forward chain has policy accept: it filters only packets
+// from the WireGuard interface (see FirewallState.Rules).
+//
+// Forwarding is enabled per interface and only where needed (see Diff):
+// IPv4 forwarding on the WireGuard interface when there are peers, and on
+// the uplink when there are full-tunnel members (their replies enter
+// there). For IPv6 the per-interface force_forwarding (Linux 6.17+) is used,
+// because the global switch turns every interface into a router that stops
+// accepting router advertisements; on older kernels the global switch is
+// used after raising the uplink's accept_ra from 1 to 2. Values changed are
+// restored when no longer needed and on Close.
+//
+// When Config.MTU is 0 the MTU is UnderlayMTU's; if the underlay cannot be
+// found later (default route gone), the interface keeps the MTU it has.
+type Linux struct {
+	log  *slog.Logger
+	opts LinuxOptions
+
+	mu      sync.Mutex // held by Apply, State and Close for their whole run
+	closed  bool
+	iface   string // fixed by the first Apply
+	mode    Mode   // data plane of the current link; "" before it exists
+	wg      *wgctrl.Client
+	user    *userspaceDevice // in userspace mode
+	fw      *FirewallState   // content of the table as last built
+	changed []sysctlChange   // entries changed, in order, with their original values
+	lastOps []Op
+}
+
+type sysctlChange struct{ path, orig string }
+
+var _ Applier = (*Linux)(nil)
+
+// NewLinux returns an Applier for this host. It changes nothing until the
+// first Apply. A nil logger discards logs.
+func NewLinux(logger *slog.Logger, opts LinuxOptions) (*Linux, error) {
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	switch opts.Mode {
+	case "":
+		opts.Mode = ModeAuto
+	case ModeAuto, ModeKernel, ModeUserspace:
+	default:
+		return nil, fmt.Errorf("unknown wireguard mode %q", opts.Mode)
+	}
+	return &Linux{log: logger.With("subsystem", "netcfg"), opts: opts}, nil
+}
+
+// LastOps returns the changes the last Apply made (for logs and tests).
+func (l *Linux) LastOps() []Op {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.lastOps)
+}
+
+// Apply implements Applier.
+func (l *Linux) Apply(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if l.iface != "" && l.iface != cfg.Interface {
+		return fmt.Errorf("%w: interface cannot change from %s to %s", ErrInvalidConfig, l.iface, cfg.Interface)
+	}
+	l.iface = cfg.Interface
+	l.lastOps = nil
+
+	link, err := l.ensureLinkLocked(cfg)
+	if err != nil {
+		return err
+	}
+	obs, err := l.observeLocked(link, cfg)
+	if err != nil {
+		return err
+	}
+	return l.executeLocked(ctx, link, cfg, Diff(obs, cfg))
+}
+
+func (l *Linux) record(op Op) {
+	l.lastOps = append(l.lastOps, op)
+	l.log.Info("network change", "op", op.String())
+}
+
+// ensureLinkLocked returns the interface, creating it when missing (first
+// Apply, or deleted by hand since).
+func (l *Linux) ensureLinkLocked(cfg Config) (netlink.Link, error) {
+	name := cfg.Interface
+	link, err := linkByName(name)
+	switch {
+	case err == nil && link.Type() == "wireguard":
+		if l.opts.Mode == ModeUserspace {
+			return nil, fmt.Errorf("interface %s is a kernel wireguard link, but userspace mode was asked for", name)
+		}
+		if l.user != nil { // ours was replaced behind our back
+			_ = l.user.close()
+			l.user = nil
+		}
+		if l.mode != ModeKernel {
+			l.log.Info("using existing kernel wireguard interface", "interface", name)
+		}
+		return link, l.setModeLocked(ModeKernel)
+	case err == nil && l.user != nil:
+		return link, l.user.ensureSocket()
+	case err == nil:
+		return nil, fmt.Errorf("interface %s exists (type %s) and is not a wireguard interface of this daemon", name, link.Type())
+	case !isLinkNotFound(err):
+		return nil, fmt.Errorf("looking up interface %s: %w", name, err)
+	}
+
+	if l.user != nil { // the tun was deleted by hand: the old device is dead
+		_ = l.user.close()
+		l.user = nil
+	}
+	mtu := cfg.MTU
+	if mtu == 0 {
+		mtu = UnderlayMTU(l.opts.Listen)
+	}
+	mode := ModeUserspace
+	if l.opts.Mode != ModeUserspace {
+		la := netlink.NewLinkAttrs()
+		la.Name, la.MTU = name, mtu
+		err := retryNetlinkDo(func() error { return netlink.LinkAdd(&netlink.Wireguard{LinkAttrs: la}) })
+		switch {
+		case err == nil:
+			mode = ModeKernel
+		case l.opts.Mode == ModeKernel:
+			return nil, fmt.Errorf("creating kernel wireguard interface %s: %w", name, err)
+		default:
+			l.log.Info("kernel wireguard unavailable, using embedded wireguard-go", "interface", name, "err", err)
+		}
+	}
+	if mode == ModeUserspace {
+		u, err := newUserspaceDevice(l.log, name, mtu)
+		if err != nil {
+			return nil, err
+		}
+		l.user = u
+	}
+	if err := l.setModeLocked(mode); err != nil {
+		return nil, err
+	}
+	l.record(Op{Kind: OpLinkAdd, Interface: name})
+	l.log.Info("wireguard interface created", "interface", name, "mode", mode)
+	link, err = linkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("looking up new interface %s: %w", name, err)
+	}
+	return link, nil
+}
+
+// setModeLocked records the data plane and (re)opens the wgctrl client,
+// which finds the kernel's genetlink family only if the module was loaded
+// when the client was made.
+func (l *Linux) setModeLocked(mode Mode) error {
+	if l.wg != nil && l.mode == mode {
+		return nil
+	}
+	if l.wg != nil {
+		_ = l.wg.Close()
+		l.wg = nil
+	}
+	c, err := wgctrl.New()
+	if err != nil {
+		return fmt.Errorf("opening wgctrl: %w", err)
+	}
+	l.wg, l.mode = c, mode
+	return nil
+}
+
+func (l *Linux) observeLocked(link netlink.Link, cfg Config) (Observed, error) {
+	name := cfg.Interface
+	attrs := link.Attrs()
+	obs := Observed{MTU: attrs.MTU, Up: attrs.Flags&net.FlagUp != 0}
+
+	dev, err := l.wg.Device(name)
+	if err != nil {
+		return obs, fmt.Errorf("reading wireguard device %s: %w", name, err)
+	}
+	obs.ListenPort = dev.ListenPort
+	if dev.PrivateKey != (Key{}) {
+		obs.PublicKey = dev.PublicKey
+	}
+	obs.Peers = peerStates(dev.Peers)
+
+	if obs.Addresses, err = linkAddresses(link); err != nil {
+		return obs, fmt.Errorf("listing addresses of %s: %w", name, err)
+	}
+	if obs.Routes, err = linkRoutes(link); err != nil {
+		return obs, fmt.Errorf("listing routes of %s: %w", name, err)
+	}
+	if cfg.MTU == 0 {
+		// Unknown underlay (e.g. the default route went away): keep the
+		// MTU the interface has rather than jump to the fallback.
+		obs.DefaultMTU, _ = underlayMTU(l.opts.Listen)
+	}
+	obs.Uplink = cfg.Firewall.Uplink
+	if obs.Uplink == "" {
+		obs.Uplink = defaultRouteLinkName()
+	}
+
+	exists, err := nftTableExists()
+	if err != nil && (cfg.Firewall.Enabled || l.fw != nil) {
+		return obs, err
+	}
+	// Without nftables in the kernel, a Config without firewall still works.
+	if exists {
+		obs.Firewall = &FirewallState{} // unknown content: rebuilt or deleted
+		if l.fw != nil {
+			fw := *l.fw
+			obs.Firewall = &fw
+		}
+	}
+
+	obs.Sysctls = map[string]string{}
+	obs.Changed = map[string]string{}
+	knobs := SysctlKnobs(name, obs.Uplink)
+	for _, c := range l.changed {
+		obs.Changed[c.path] = c.orig
+		knobs = append(knobs, c.path)
+	}
+	for _, k := range knobs {
+		if v, err := readSysctl(k); err == nil {
+			obs.Sysctls[k] = v
+		}
+	}
+	return obs, nil
+}
+
+func peerStates(peers []wgtypes.Peer) []PeerState {
+	out := make([]PeerState, 0, len(peers))
+	for _, p := range peers {
+		out = append(out, PeerState{
+			PublicKey:           p.PublicKey,
+			Endpoint:            AddrPortFromUDP(p.Endpoint),
+			LastHandshake:       p.LastHandshakeTime,
+			RxBytes:             p.ReceiveBytes,
+			TxBytes:             p.TransmitBytes,
+			AllowedIPs:          fromIPNets(p.AllowedIPs),
+			PersistentKeepalive: p.PersistentKeepaliveInterval,
+		})
+	}
+	return out
+}
+
+func isWireGuardOp(k OpKind) bool { return k == OpDevice || k == OpPeer }
+
+func (l *Linux) executeLocked(ctx context.Context, link netlink.Link, cfg Config, ops []Op) error {
+	for i := 0; i < len(ops); {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("applying network config: %w", err)
+		}
+		op := ops[i]
+		if isWireGuardOp(op.Kind) {
+			// Consecutive WireGuard changes go in one ConfigureDevice call;
+			// only the listed peers are touched (never ReplacePeers).
+			j := i
+			var wc wgtypes.Config
+			for ; j < len(ops) && isWireGuardOp(ops[j].Kind); j++ {
+				o := ops[j]
+				if o.Kind == OpPeer {
+					wc.Peers = append(wc.Peers, o.Peer)
+					continue
+				}
+				if o.SetPrivateKey {
+					k := cfg.PrivateKey
+					wc.PrivateKey = &k
+				}
+				if o.ListenPort != 0 {
+					p := o.ListenPort
+					wc.ListenPort = &p
+				}
+			}
+			if err := l.wg.ConfigureDevice(cfg.Interface, wc); err != nil {
+				return fmt.Errorf("configuring wireguard device %s: %w", cfg.Interface, err)
+			}
+			for _, o := range ops[i:j] {
+				l.record(o)
+			}
+			i = j
+			continue
+		}
+		if err := l.execOneLocked(link, op); err != nil {
+			return err
+		}
+		l.record(op)
+		i++
+	}
+	return nil
+}
+
+func (l *Linux) execOneLocked(link netlink.Link, op Op) error {
+	switch op.Kind {
+	case OpLinkSet:
+		if op.MTU != 0 {
+			if err := retryNetlinkDo(func() error { return netlink.LinkSetMTU(link, op.MTU) }); err != nil {
+				return fmt.Errorf("setting mtu of %s to %d: %w", op.Interface, op.MTU, err)
+			}
+		}
+		if op.Up {
+			if err := retryNetlinkDo(func() error { return netlink.LinkSetUp(link) }); err != nil {
+				return fmt.Errorf("setting %s up: %w", op.Interface, err)
+			}
+		}
+	case OpAddressAdd:
+		if err := addAddress(link, op.Prefix); err != nil {
+			return fmt.Errorf("adding address %s: %w", op.Prefix, err)
+		}
+	case OpAddressDel:
+		if err := delAddress(link, op.Prefix); err != nil {
+			return fmt.Errorf("removing address %s: %w", op.Prefix, err)
+		}
+	case OpRouteAdd:
+		if err := addRoute(link, op.Prefix); err != nil {
+			return fmt.Errorf("adding route %s: %w", op.Prefix, err)
+		}
+	case OpRouteDel:
+		if err := delRoute(link, op.Prefix); err != nil {
+			return fmt.Errorf("removing route %s: %w", op.Prefix, err)
+		}
+	case OpFirewallSet:
+		if err := nftReplace(op.Firewall); err != nil {
+			return err
+		}
+		fw := op.Firewall
+		l.fw = &fw
+	case OpFirewallDel:
+		if err := nftDelete(); err != nil {
+			return err
+		}
+		l.fw = nil
+	case OpSysctl:
+		return l.setSysctlLocked(op)
+	default:
+		return fmt.Errorf("unexpected network change %v", op.Kind)
+	}
+	return nil
+}
+
+// setSysctlLocked writes one /proc/sys entry, remembering the original value
+// the first time so that it can be restored when no longer needed and on
+// Close.
+func (l *Linux) setSysctlLocked(op Op) error {
+	idx := slices.IndexFunc(l.changed, func(c sysctlChange) bool { return c.path == op.Sysctl })
+	if !op.Restore && idx < 0 {
+		orig, err := readSysctl(op.Sysctl)
+		if err != nil {
+			return fmt.Errorf("reading sysctl %s: %w", SysctlName(op.Sysctl), err)
+		}
+		l.changed = append(l.changed, sysctlChange{op.Sysctl, orig})
+	}
+	err := writeSysctl(op.Sysctl, op.Value)
+	if op.Restore && idx >= 0 && (err == nil || errors.Is(err, os.ErrNotExist)) {
+		l.changed = slices.Delete(l.changed, idx, idx+1)
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("setting sysctl %s=%s: %w", SysctlName(op.Sysctl), op.Value, err)
+	}
+	return nil
+}
+
+// State implements Applier.
+func (l *Linux) State(ctx context.Context) (State, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return State{}, ErrClosed
+	}
+	if l.wg == nil {
+		return State{}, ErrNoInterface
+	}
+	link, err := linkByName(l.iface)
+	if isLinkNotFound(err) {
+		return State{}, fmt.Errorf("%w: %s is gone", ErrNoInterface, l.iface)
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("looking up interface %s: %w", l.iface, err)
+	}
+	dev, err := l.wg.Device(l.iface)
+	if errors.Is(err, os.ErrNotExist) {
+		return State{}, fmt.Errorf("%w: %s is not a wireguard device", ErrNoInterface, l.iface)
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("reading wireguard device %s: %w", l.iface, err)
+	}
+	st := State{
+		Interface:  l.iface,
+		Mode:       l.mode,
+		ListenPort: dev.ListenPort,
+		MTU:        link.Attrs().MTU,
+		Peers:      peerStates(dev.Peers),
+	}
+	if dev.PrivateKey != (Key{}) {
+		st.PublicKey = dev.PublicKey
+	}
+	return st, nil
+}
+
+// Close implements Applier: it restores the forwarding sysctls it changed,
+// removes the interface (with its routes and, in userspace mode, the
+// embedded device and its socket) and the nftables table. Further calls do
+// nothing.
+func (l *Linux) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	var errs []error
+	// Forwarding off first, so that nothing is forwarded unfiltered.
+	for i := len(l.changed) - 1; i >= 0; i-- {
+		c := l.changed[i]
+		if err := writeSysctl(c.path, c.orig); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("restoring sysctl %s: %w", SysctlName(c.path), err))
+		}
+	}
+	l.changed = nil
+	if l.user != nil {
+		if err := l.user.close(); err != nil {
+			errs = append(errs, err)
+		}
+		l.user = nil
+	}
+	// l.wg is set once an interface of ours exists: never delete a link or
+	// table of someone else after a failed first Apply.
+	if l.wg != nil {
+		if link, err := linkByName(l.iface); err == nil {
+			if err := retryNetlinkDo(func() error { return netlink.LinkDel(link) }); err != nil && !isLinkNotFound(err) {
+				errs = append(errs, fmt.Errorf("removing interface %s: %w", l.iface, err))
+			}
+		}
+		// A table is left only by a firewall we built; without one, failing
+		// to reach nftables (a kernel without it) is no error.
+		if err := nftDelete(); err != nil && l.fw != nil {
+			errs = append(errs, err)
+		}
+		l.fw = nil
+		_ = l.wg.Close()
+		l.wg = nil
+	}
+	return errors.Join(errs...)
+}
