@@ -61,6 +61,8 @@ type Daemon struct {
 	registry *prometheus.Registry
 	adv      advertised
 
+	apiListener net.Listener
+
 	mu sync.Mutex // guards what the API changes outside the parts' own locks
 }
 
@@ -95,6 +97,19 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Daemon{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	// The socket first: it tells a second daemon that one already runs,
+	// before it touches any state.
+	ln, err := api.Listen(cfg.Socket, cfg.SocketGroup)
+	if err != nil {
+		return nil, err
+	}
+	d.apiListener = ln
+	ok := false
+	defer func() {
+		if !ok {
+			ln.Close()
+		}
+	}()
 	if err := store.EnsureDir(cfg.StateDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -146,6 +161,7 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.registerMetrics()
+	ok = true
 	return d, nil
 }
 
@@ -179,10 +195,7 @@ func (d *Daemon) serve(ctx context.Context, opts Options) (err error) {
 	wg.Add(1)
 	go func() { defer wg.Done(); d.rec.run(ctx) }()
 
-	ln, err := api.Listen(d.cfg.Socket, d.cfg.SocketGroup)
-	if err != nil {
-		return err
-	}
+	ln := d.apiListener
 	srv := &http.Server{Handler: api.Handler(d, d.log.With("subsystem", "api")), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -1,0 +1,45 @@
+# booture: make build | test | demo | bench | fuzz | proto | clean
+GO      ?= go
+BIN     ?= bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/booture/booture/internal/daemon.Version=$(VERSION)
+
+.PHONY: all build test demo bench fuzz proto deps clean cross
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+# Installs the Debian packages the lab tests and the demo use (root).
+deps:
+	scripts/install-deps.sh
+
+# The whole test suite. As root, the lab tests run real bootures in network
+# namespaces; as another user they are skipped with a message.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+# A demo mesh of three bootures in network namespaces, with a member (root).
+demo: deps
+	$(GO) run ./examples/lab
+
+bench:
+	scripts/install-deps.sh --bench
+	bench/run.sh
+
+# Runs every fuzz target for FUZZTIME each.
+FUZZTIME ?= 20s
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+proto:
+	$(GO) generate ./plugins/proto/...
+
+cross:
+	GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm64/ ./cmd/...
+	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm/ ./cmd/...
+
+clean:
+	rm -rf $(BIN)

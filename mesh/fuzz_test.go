@@ -1,0 +1,118 @@
+package mesh
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// Decoders of outside input must never panic, and what they accept must be
+// valid.
+
+func FuzzDecodeMeta(f *testing.F) {
+	k, _ := NewPrivateKey()
+	good, _ := encodeMeta(&Record{Name: "a", PublicKey: k.Public(), Site: 3, Endpoint: netip.MustParseAddrPort("198.51.100.1:51820")})
+	f.Add("a", good)
+	f.Add("b", []byte(`{"v":2,"k":"AAAA","s":1}`))
+	f.Add("", []byte(`{}`))
+	f.Fuzz(func(t *testing.T, name string, b []byte) {
+		r, err := decodeMeta(name, netip.MustParseAddrPort("198.51.100.2:7946"), b)
+		if err != nil {
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("decoded an invalid record: %v", err)
+		}
+		again, err := encodeMeta(&r)
+		if err != nil {
+			t.Fatalf("re-encoding: %v", err)
+		}
+		r2, err := decodeMeta(name, r.Gossip, again)
+		if err != nil || r2 != r {
+			t.Fatalf("round trip changed the record: %+v vs %+v (%v)", r, r2, err)
+		}
+	})
+}
+
+func FuzzParseToken(f *testing.F) {
+	tok := Token{Expires: time.Unix(1900000000, 0), Inviter: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:7946")}}
+	f.Add(tok.Encode())
+	f.Add(tokenPrefix)
+	f.Add("garbage")
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseToken(s)
+		if err != nil {
+			return
+		}
+		if len(got.Inviter) == 0 || len(got.Inviter) > maxTokenAddrs {
+			t.Fatalf("accepted a token with %d addresses", len(got.Inviter))
+		}
+		again, err := ParseToken(got.Encode())
+		if err != nil || again.ID != got.ID || again.Secret != got.Secret {
+			t.Fatalf("round trip failed: %v", err)
+		}
+	})
+}
+
+func FuzzDecodePushState(f *testing.F) {
+	k, _ := NewPrivateKey()
+	ps, _ := json.Marshal(pushState{V: 1, Records: []Record{{Name: "a", PublicKey: k.Public(), Site: 2}}})
+	f.Add(ps)
+	f.Add([]byte(`{"v":1,"records":[{"name":"x"}],"revoked":[{}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ps, err := decodePushState(b)
+		if err != nil {
+			return
+		}
+		for _, r := range ps.Records {
+			if r.Validate() != nil {
+				t.Fatal("kept an invalid record")
+			}
+		}
+		for _, rv := range ps.Revoked {
+			if rv.Key.IsZero() {
+				t.Fatal("kept a revocation without a key")
+			}
+		}
+	})
+}
+
+// FuzzHandshake feeds arbitrary bytes to the join and catch-up handlers of
+// a live node: they must refuse, never crash or change the roster.
+func FuzzHandshake(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 5, 'S', 1, 2, 3, 4}, false)
+	f.Add([]byte{0, 0, 0, 3, 'P', '{', '}'}, true)
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff}, false)
+	n := startTestNode(f, "fuzz", "", Key{})
+	f.Fuzz(func(t *testing.T, b []byte, catchUp bool) {
+		c1, c2 := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			magic := magicJoin
+			if catchUp {
+				magic = magicCatchUp
+			}
+			n.handleStream(c2, magic)
+		}()
+		c1.SetDeadline(time.Now().Add(2 * time.Second))
+		go func() {
+			c1.Write(b)
+			c1.Write(bytes.Repeat([]byte{0}, 8))
+		}()
+		buf := make([]byte, 4096)
+		for {
+			if _, err := c1.Read(buf); err != nil {
+				break
+			}
+		}
+		c1.Close()
+		<-done
+		if len(n.View().Peers) != 0 {
+			t.Fatal("garbage changed the roster")
+		}
+	})
+}
