@@ -52,6 +52,12 @@ func (d *delegate) NotifyMsg(b []byte) {
 		// goroutine, since handling may change the keyring.
 		msg := append([]byte(nil), b[1:]...)
 		go n.handleRekey(msg)
+	case msgCatalogRequest:
+		msg := append([]byte(nil), b[1:]...)
+		go n.handleCatalogRequest(msg)
+	case msgCatalog:
+		msg := append([]byte(nil), b[1:]...)
+		go n.handleCatalog(msg)
 	default:
 		n.log.Debug("ignoring unknown gossip message type", "type", b[0])
 	}
@@ -252,7 +258,11 @@ func (e *events) notifyLive(m *memberlist.Node) {
 	changed := n.upsertLocked(r, true)
 	wasLive := n.liveKeys[r.PublicKey]
 	n.liveKeys[r.PublicKey] = true
+	wantCatalog := n.catalogWantedLocked(n.roster[r.PublicKey])
 	n.mu.Unlock()
+	if wantCatalog {
+		go n.requestCatalogs()
+	}
 	if !wasLive {
 		n.log.Info("booture is up", "peer", m.Name, "site", r.Site, "endpoint", r.Endpoint.String())
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/booture/booture/catalog"
 	"github.com/booture/booture/internal/names"
 	"github.com/booture/booture/internal/store"
 )
@@ -159,13 +160,17 @@ type Node struct {
 	roster   map[Key]Record    // other bootures, by public key
 	liveKeys map[Key]bool      // bootures gossip currently sees up
 	logged   map[Key]PeerState // last state logged per booture
-	dirty    bool              // roster changes not yet written
-	ml       *memberlist.Memberlist
-	mt       *muxTransport
-	kr       *memberlist.Keyring
-	retry    map[Key]*retryState
-	oldKeys  [][]byte // previous gossip keys still accepted for a grace period
-	closed   bool
+
+	localServices []catalog.Service    // this booture's catalog
+	servicesSet   bool                 // SetServices was called since start
+	catalogs      map[Key]*peerCatalog // other bootures' catalogs
+	dirty         bool                 // roster changes not yet written
+	ml            *memberlist.Memberlist
+	mt            *muxTransport
+	kr            *memberlist.Keyring
+	retry         map[Key]*retryState
+	oldKeys       [][]byte // previous gossip keys still accepted for a grace period
+	closed        bool
 
 	kick   chan struct{}
 	cancel context.CancelFunc
@@ -211,6 +216,7 @@ func New(cfg Config) (*Node, error) {
 		roster:   make(map[Key]Record),
 		liveKeys: make(map[Key]bool),
 		logged:   make(map[Key]PeerState),
+		catalogs: make(map[Key]*peerCatalog),
 		retry:    make(map[Key]*retryState),
 		kick:     make(chan struct{}, 1),
 	}
@@ -236,6 +242,9 @@ func New(cfg Config) (*Node, error) {
 		n.st.Self.Endpoint = cfg.WireGuardEndpoint
 		n.st.Self.Version = cfg.Version
 		n.st.Self.Gen = nextGen(n.st.Self.Gen, n.now())
+		// Services are published again after a restart: a new version
+		// makes the others fetch the new list.
+		n.st.Self.Catalog = nextGen(n.st.Self.Catalog, n.now())
 		n.log.Info("mesh state loaded", "mesh", n.st.Creds.MeshID.String(), "site", n.st.Self.Site, "bootures", len(n.roster)+1)
 	case store.IsNotExist(err):
 		n.foundLocked()
@@ -262,6 +271,8 @@ func (n *Node) foundLocked() {
 	}
 	n.roster = make(map[Key]Record)
 	n.retry = make(map[Key]*retryState)
+	n.catalogs = make(map[Key]*peerCatalog)
+	n.st.Self.Catalog = nextGen(0, now)
 }
 
 // saveLocked writes the state file. n.mu must be held.
@@ -449,6 +460,7 @@ func (n *Node) loop(ctx context.Context) {
 		case <-rejoin.C:
 			n.refreshStates()
 			n.rejoinRound(ctx)
+			n.requestCatalogs()
 			n.settleConflicts()
 			n.checkKeyExposure()
 		case <-flush.C:

@@ -33,6 +33,9 @@ type Record struct {
 	LeftAt int64 `json:"left_at,omitempty"`
 	// SeenAt is when a booture of the mesh last saw it alive (Unix ms).
 	SeenAt int64 `json:"seen_at,omitempty"`
+	// Catalog is the version of the booture's service catalog; the
+	// catalog itself is fetched from the booture when it changes.
+	Catalog int64 `json:"catalog,omitempty"`
 }
 
 // Left reports whether the booture left the mesh after its last change.
@@ -77,13 +80,14 @@ type nodeMeta struct {
 	Endpoint netip.AddrPort `json:"e"`
 	Version  string         `json:"ver,omitempty"`
 	Gen      int64          `json:"g"`
+	Catalog  int64          `json:"cv,omitempty"`
 }
 
 // encodeMeta returns the node metadata of r.
 func encodeMeta(r *Record) ([]byte, error) {
 	b, err := json.Marshal(nodeMeta{
 		V: metaVersion, Key: r.PublicKey, Site: r.Site, Claim: r.SiteClaim,
-		Endpoint: r.Endpoint, Version: r.Version, Gen: r.Gen,
+		Endpoint: r.Endpoint, Version: r.Version, Gen: r.Gen, Catalog: r.Catalog,
 	})
 	if err != nil {
 		return nil, err
@@ -113,7 +117,7 @@ func decodeMeta(name string, gossip netip.AddrPort, b []byte) (Record, error) {
 	}
 	r := Record{
 		Name: name, PublicKey: m.Key, Site: m.Site, SiteClaim: m.Claim,
-		Endpoint: m.Endpoint, Gossip: gossip, Version: m.Version, Gen: m.Gen,
+		Endpoint: m.Endpoint, Gossip: gossip, Version: m.Version, Gen: m.Gen, Catalog: m.Catalog,
 	}
 	if err := r.Validate(); err != nil {
 		return Record{}, err
