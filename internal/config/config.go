@@ -73,6 +73,14 @@ type Config struct {
 	Uplink string `toml:"uplink"`
 	// Domain is the DNS domain of the mesh's names.
 	Domain string `toml:"domain"`
+	// HTTPPort is the port of the gateway (reverse proxy and portal) on the
+	// mesh addresses, and on the LAN for public services.
+	HTTPPort int `toml:"http_port"`
+	// DNSPort is the port of the DNS server on the mesh addresses.
+	DNSPort int `toml:"dns_port"`
+	// LANHTTP is "auto" (serve public services on the LAN address while
+	// there are any) or "off".
+	LANHTTP string `toml:"lan_http"`
 	// PluginDirs are searched for booture-plugin-* binaries, after the
 	// managed directory STATE_DIR/plugins.
 	PluginDirs []string `toml:"plugin_dirs"`
@@ -99,6 +107,9 @@ func Default() Config {
 		LogLevel:      "info",
 		LogFormat:     "text",
 		Domain:        catalog.DefaultDomain,
+		HTTPPort:      80,
+		DNSPort:       53,
+		LANHTTP:       "auto",
 	}
 }
 
@@ -197,6 +208,9 @@ var flagFields = map[string]func(dst, src *Config){
 	"allow-member-to-member": func(d, s *Config) { d.AllowMemberToMember = s.AllowMemberToMember },
 	"uplink":                 func(d, s *Config) { d.Uplink = s.Uplink },
 	"domain":                 func(d, s *Config) { d.Domain = s.Domain },
+	"http-port":              func(d, s *Config) { d.HTTPPort = s.HTTPPort },
+	"dns-port":               func(d, s *Config) { d.DNSPort = s.DNSPort },
+	"lan-http":               func(d, s *Config) { d.LANHTTP = s.LANHTTP },
 	"plugin-dir":             func(d, s *Config) { d.PluginDirs = s.PluginDirs },
 }
 
@@ -226,6 +240,9 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.AllowMemberToMember, "allow-member-to-member", c.AllowMemberToMember, "let VPN members reach each other")
 	fs.StringVar(&c.Uplink, "uplink", c.Uplink, "interface full-tunnel traffic leaves by (default: the default route's)")
 	fs.StringVar(&c.Domain, "domain", c.Domain, "DNS domain of the mesh's names")
+	fs.IntVar(&c.HTTPPort, "http-port", c.HTTPPort, "port of the gateway (services and portal) on the mesh addresses")
+	fs.IntVar(&c.DNSPort, "dns-port", c.DNSPort, "port of the DNS server on the mesh addresses")
+	fs.StringVar(&c.LANHTTP, "lan-http", c.LANHTTP, "auto: serve public services on the LAN address too; off: never")
 	fs.Var((*stringList)(&c.PluginDirs), "plugin-dir", "extra directory searched for booture-plugin-* binaries (repeatable)")
 }
 
@@ -284,13 +301,16 @@ func (c *Config) Validate() error {
 	for _, p := range []struct {
 		name string
 		v    int
-	}{{"wg_port", c.WGPort}, {"gossip_port", c.GossipPort}} {
+	}{{"wg_port", c.WGPort}, {"gossip_port", c.GossipPort}, {"http_port", c.HTTPPort}, {"dns_port", c.DNSPort}} {
 		if p.v < 1 || p.v > 65535 {
 			return fmt.Errorf("%s: %d is not a port number (1-65535)", p.name, p.v)
 		}
 	}
 	if c.MTU != 0 && (c.MTU < 1280 || c.MTU > 9000) {
 		return fmt.Errorf("mtu: %d out of range (1280-9000, or 0 for automatic)", c.MTU)
+	}
+	if c.LANHTTP != "auto" && c.LANHTTP != "off" {
+		return fmt.Errorf("lan_http: %q: want auto or off", c.LANHTTP)
 	}
 	switch c.WireGuardMode {
 	case "auto", "kernel", "userspace":

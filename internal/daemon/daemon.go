@@ -20,12 +20,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/booture/booture/gateway"
 	"github.com/booture/booture/internal/api"
 	"github.com/booture/booture/internal/config"
 	"github.com/booture/booture/internal/store"
 	"github.com/booture/booture/members"
 	"github.com/booture/booture/mesh"
 	"github.com/booture/booture/netcfg"
+	"github.com/booture/booture/plugins/host"
 )
 
 // Version is the daemon's version, set at build time with
@@ -47,6 +49,9 @@ type Options struct {
 	RejoinInterval time.Duration
 	// Ready, if set, is called once the daemon serves its API.
 	Ready func(*Daemon)
+	// DisableGateway leaves out the HTTP proxy and DNS server (in-process
+	// tests, where many daemons share one network namespace).
+	DisableGateway bool
 }
 
 // Daemon is a running booture daemon.
@@ -62,6 +67,12 @@ type Daemon struct {
 	adv      advertised
 
 	apiListener net.Listener
+	plugins     *host.Manager
+	gw          *gateway.Gateway // nil when disabled
+	gwListen    *gatewayListen   // publisher goroutine only
+	pubTrigger  chan struct{}
+	ctx         context.Context // the daemon's lifetime, for background work
+	wg          sync.WaitGroup
 
 	mu sync.Mutex // guards what the API changes outside the parts' own locks
 }
@@ -96,7 +107,7 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	d := &Daemon{cfg: cfg, log: log, registry: prometheus.NewRegistry(), pubTrigger: make(chan struct{}, 1)}
 	// The socket first: it tells a second daemon that one already runs,
 	// before it touches any state.
 	ln, err := api.Listen(cfg.Socket, cfg.SocketGroup)
@@ -147,7 +158,7 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		Profile:           profile,
 		Version:           Version,
 		Logger:            log.With("subsystem", "mesh"),
-		OnChange:          d.rec.Trigger,
+		OnChange:          func() { d.rec.Trigger(); d.triggerPublish() },
 		Transport:         opts.Transport,
 		RejoinInterval:    opts.RejoinInterval,
 	})
@@ -160,6 +171,20 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		d.applier.Close()
 		return nil, err
 	}
+	if err := d.startPlugins(); err != nil {
+		d.members.Close()
+		d.node.Close()
+		d.applier.Close()
+		return nil, err
+	}
+	if !opts.DisableGateway {
+		if err := d.newGateway(); err != nil {
+			d.members.Close()
+			d.node.Close()
+			d.applier.Close()
+			return nil, err
+		}
+	}
 	d.registerMetrics()
 	ok = true
 	return d, nil
@@ -168,7 +193,8 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 func (d *Daemon) serve(ctx context.Context, opts Options) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
+	d.ctx = ctx
+	wg := &d.wg
 	defer func() {
 		cancel()
 		wg.Wait()
@@ -192,8 +218,15 @@ func (d *Daemon) serve(ctx context.Context, opts Options) (err error) {
 	if err := d.node.Start(ctx); err != nil {
 		return err
 	}
-	wg.Add(1)
+	wg.Add(3)
 	go func() { defer wg.Done(); d.rec.run(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := d.plugins.Run(ctx); err != nil {
+			d.log.Error("plugin host stopped", "err", err)
+		}
+	}()
+	go func() { defer wg.Done(); d.publishLoop(ctx) }()
 
 	ln := d.apiListener
 	srv := &http.Server{Handler: api.Handler(d, d.log.With("subsystem", "api")), ReadHeaderTimeout: 10 * time.Second}

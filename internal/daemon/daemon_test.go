@@ -97,6 +97,7 @@ func startDaemon(t *testing.T, name string, dir string, opts ...func(*config.Con
 				return mesh.NetTransport(bind, 0)
 			},
 			RejoinInterval: time.Second,
+			DisableGateway: true,
 			Ready:          func(d *Daemon) { ready <- d },
 		})
 	}()
