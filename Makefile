@@ -10,6 +10,7 @@ all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+	$(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/booture-plugin-staticsite ./examples/staticsite
 
 # Installs the Debian packages the lab tests and the demo use (root).
 deps:
@@ -19,7 +20,7 @@ deps:
 # namespaces; as another user they are skipped with a message.
 test: deps
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -timeout 30m ./...
 
 # A demo mesh of three bootures in network namespaces, with a member (root).
 demo: deps

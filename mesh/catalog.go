@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"slices"
 	"sort"
@@ -72,7 +73,11 @@ func (n *Node) SetServices(svcs []catalog.Service) {
 	}
 	now := n.now()
 	n.localServices, n.servicesSet = svcs, true
-	n.st.Self.Catalog = nextGen(n.st.Self.Catalog, now)
+	// Version 0 means "no services": nobody needs to ask.
+	n.st.Self.Catalog = 0
+	if len(svcs) > 0 {
+		n.st.Self.Catalog = nextGen(n.st.Self.Catalog, now)
+	}
 	n.st.Self.Gen = nextGen(n.st.Self.Gen, now)
 	ml := n.ml
 	n.mu.Unlock()
@@ -113,19 +118,23 @@ func (n *Node) Services() []catalog.Service {
 	return out
 }
 
-// catalogWantedLocked reports whether r announces a catalog newer than the
-// one held, and no request for it is pending.
+// catalogWantedLocked reports whether r announces a catalog other than the
+// one held, and no request for it is pending. A booture announcing no
+// catalog (version 0) has its old one dropped.
 func (n *Node) catalogWantedLocked(r Record) bool {
+	pc := n.catalogs[r.PublicKey]
 	if r.Catalog == 0 {
+		if pc != nil && pc.version != 0 {
+			pc.version, pc.services = 0, nil
+		}
 		return false
 	}
-	pc := n.catalogs[r.PublicKey]
 	if pc == nil {
 		return true
 	}
 	// Ask at once for a version not asked for yet; ask again for the same
 	// one only if the answer seems lost.
-	return pc.version < r.Catalog && (pc.asked < r.Catalog || n.now().Sub(pc.requested) > 2*time.Second)
+	return pc.version != r.Catalog && (pc.asked != r.Catalog || n.now().Sub(pc.requested) > 2*time.Second)
 }
 
 // requestCatalogs asks every live booture whose catalog is out of date for
@@ -138,7 +147,7 @@ func (n *Node) requestCatalogs() {
 	n.mu.Lock()
 	wanted := make(map[string]bool)
 	for k, r := range n.roster {
-		if n.liveKeys[k] && n.catalogWantedLocked(r) {
+		if n.isLiveLocked(k) && n.catalogWantedLocked(r) {
 			wanted[r.Name] = true
 			pc := n.catalogs[k]
 			if pc == nil {
@@ -154,9 +163,15 @@ func (n *Node) requestCatalogs() {
 		return
 	}
 	msg := append([]byte{msgCatalogRequest}, req...)
+	// Spread the requests when many are due at once (a whole mesh
+	// starting), rather than opening them all in the same instant.
+	spread := time.Duration(len(wanted)) * 20 * time.Millisecond
 	for _, m := range ml.Members() {
 		if wanted[m.Name] {
 			go func(m *memberlist.Node) {
+				if spread > 0 {
+					time.Sleep(rand.N(spread))
+				}
 				if err := ml.SendReliable(m, msg); err != nil {
 					n.log.Debug("requesting a catalog", "peer", m.Name, "err", err)
 				}
@@ -211,7 +226,8 @@ func (n *Node) handleCatalog(b []byte) {
 		pc = &peerCatalog{}
 		n.catalogs[msg.Key] = pc
 	}
-	changed := msg.Version > pc.version
+	// Versions grow with time on their owner; take the announced one.
+	changed := msg.Version != pc.version && msg.Version == r.Catalog
 	if changed {
 		pc.version, pc.services = msg.Version, msg.Services
 	}

@@ -34,6 +34,11 @@ type catchUpReply struct {
 	Sealed  []byte `json:"sealed,omitempty"`
 }
 
+// unreachableError is a catch-up that could not connect at all.
+type unreachableError struct{ error }
+
+func (e *unreachableError) Unwrap() error { return e.error }
+
 // errUnknownPeer is returned when a booture answers with a key we do not
 // trust.
 var errUnknownPeer = errors.New("answer from a booture that is not in our roster")
@@ -47,7 +52,7 @@ func (n *Node) catchUp(ctx context.Context, r Record) error {
 	}
 	conn, err := mt.dialHandshake(r.Gossip.String(), magicCatchUp, 2*time.Second)
 	if err != nil {
-		return err
+		return &unreachableError{err}
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })

@@ -82,8 +82,8 @@ func (d *delegate) LocalState(join bool) []byte {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ps := pushState{V: 1, Revoked: n.st.Revoked, Records: []Record{n.st.Self}}
-	for _, r := range n.roster {
-		if !n.liveLocked(r.Name) {
+	for k, r := range n.roster {
+		if !n.isLiveLocked(k) {
 			ps.Records = append(ps.Records, r)
 		}
 	}
@@ -148,10 +148,11 @@ func decodePushState(buf []byte) (pushState, error) {
 	return ps, nil
 }
 
-// liveLocked reports whether gossip currently sees name alive.
-func (n *Node) liveLocked(name string) bool {
-	r, ok := n.byNameLocked(name)
-	return ok && n.liveKeys[r.PublicKey]
+// isLiveLocked reports whether gossip currently sees the booture with key k
+// up.
+func (n *Node) isLiveLocked(k Key) bool {
+	_, ok := n.liveKeys[k]
+	return ok
 }
 
 func (n *Node) byNameLocked(name string) (Record, bool) {
@@ -256,8 +257,10 @@ func (e *events) notifyLive(m *memberlist.Node) {
 	}
 	n.mu.Lock()
 	changed := n.upsertLocked(r, true)
-	wasLive := n.liveKeys[r.PublicKey]
-	n.liveKeys[r.PublicKey] = true
+	wasLive := n.isLiveLocked(r.PublicKey)
+	if !wasLive {
+		n.liveKeys[r.PublicKey] = n.now()
+	}
 	wantCatalog := n.catalogWantedLocked(n.roster[r.PublicKey])
 	n.mu.Unlock()
 	if wantCatalog {

@@ -141,17 +141,29 @@ func (n *Node) Join(ctx context.Context, tokenText string) (JoinResult, error) {
 	// No lock is held while talking to the inviter: two bootures joining
 	// each other at the same time must not wait for one another.
 	var errs []error
-	for _, addr := range tok.Inviter {
-		res, err := n.redeem(ctx, addr, tok)
-		if err == nil {
-			return res, nil
-		}
-		for _, final := range []error{ErrTokenGarbled, ErrTokenExpired, ErrTokenUsed, ErrTokenUnknown, errRefused} {
-			if errors.Is(err, final) {
-				return JoinResult{}, err
+	// A few attempts: the inviter may be restarting its gossip for a join
+	// of its own at this very moment.
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return JoinResult{}, ctx.Err()
+			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
 			}
 		}
-		errs = append(errs, err)
+		errs = errs[:0]
+		for _, addr := range tok.Inviter {
+			res, err := n.redeem(ctx, addr, tok)
+			if err == nil {
+				return res, nil
+			}
+			for _, final := range []error{ErrTokenGarbled, ErrTokenExpired, ErrTokenUsed, ErrTokenUnknown, errRefused} {
+				if errors.Is(err, final) {
+					return JoinResult{}, err
+				}
+			}
+			errs = append(errs, err)
+		}
 	}
 	return JoinResult{}, fmt.Errorf("cannot reach the inviter: %w", errors.Join(errs...))
 }
@@ -387,7 +399,10 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 	ours := n.summaryLocked()
 	prev, hadPrev := n.roster[joiner.PublicKey]
 	reply.Inviter, reply.Self = n.st.Self.Name, n.st.Self
-	if req.Summary.MeshID != ours.MeshID && req.Summary.Beats(ours) {
+	// A join joins the inviter's mesh; only a strictly bigger mesh on the
+	// joiner's side makes the inviter's mesh move instead (fewer bootures
+	// renumber). Catch-up settles any other difference later with Beats.
+	if req.Summary.MeshID != ours.MeshID && req.Summary.Size > ours.Size {
 		reply.Outcome = "merge"
 	} else {
 		site := 0

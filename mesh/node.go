@@ -158,7 +158,7 @@ type Node struct {
 	mu       sync.Mutex
 	st       persisted         // Roster is kept in roster while running
 	roster   map[Key]Record    // other bootures, by public key
-	liveKeys map[Key]bool      // bootures gossip currently sees up
+	liveKeys map[Key]time.Time // bootures gossip sees up, and since when
 	logged   map[Key]PeerState // last state logged per booture
 
 	localServices []catalog.Service    // this booture's catalog
@@ -180,6 +180,7 @@ type Node struct {
 type retryState struct {
 	next  time.Time
 	delay time.Duration
+	grace bool // first wait, while gossip may still bring it back
 }
 
 // New loads the node's mesh state from cfg.StateDir, or founds a mesh of one
@@ -214,7 +215,7 @@ func New(cfg Config) (*Node, error) {
 		path:     filepath.Join(cfg.StateDir, StateFile),
 		now:      cfg.Now,
 		roster:   make(map[Key]Record),
-		liveKeys: make(map[Key]bool),
+		liveKeys: make(map[Key]time.Time),
 		logged:   make(map[Key]PeerState),
 		catalogs: make(map[Key]*peerCatalog),
 		retry:    make(map[Key]*retryState),
@@ -242,9 +243,9 @@ func New(cfg Config) (*Node, error) {
 		n.st.Self.Endpoint = cfg.WireGuardEndpoint
 		n.st.Self.Version = cfg.Version
 		n.st.Self.Gen = nextGen(n.st.Self.Gen, n.now())
-		// Services are published again after a restart: a new version
-		// makes the others fetch the new list.
-		n.st.Self.Catalog = nextGen(n.st.Self.Catalog, n.now())
+		// No services until the plugins say so: the others drop what
+		// they held of our old catalog.
+		n.st.Self.Catalog = 0
 		n.log.Info("mesh state loaded", "mesh", n.st.Creds.MeshID.String(), "site", n.st.Self.Site, "bootures", len(n.roster)+1)
 	case store.IsNotExist(err):
 		n.foundLocked()
@@ -272,7 +273,6 @@ func (n *Node) foundLocked() {
 	n.roster = make(map[Key]Record)
 	n.retry = make(map[Key]*retryState)
 	n.catalogs = make(map[Key]*peerCatalog)
-	n.st.Self.Catalog = nextGen(0, now)
 }
 
 // saveLocked writes the state file. n.mu must be held.
@@ -393,7 +393,7 @@ func (n *Node) stopGossip() {
 	n.mu.Lock()
 	ml := n.ml
 	n.ml, n.mt, n.kr = nil, nil, nil
-	n.liveKeys = make(map[Key]bool)
+	n.liveKeys = make(map[Key]time.Time)
 	n.mu.Unlock()
 	if ml != nil {
 		ml.Shutdown()
@@ -449,6 +449,8 @@ func (n *Node) loop(ctx context.Context) {
 	defer rejoin.Stop()
 	flush := time.NewTicker(10 * time.Second)
 	defer flush.Stop()
+	// Find the mesh again right away after a restart.
+	n.rejoinRound(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -457,6 +459,13 @@ func (n *Node) loop(ctx context.Context) {
 			n.refreshStates()
 			n.settleConflicts()
 			n.checkKeyExposure()
+			// Coalesce bursts of events (a big mesh starting): look
+			// at most five times a second.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
 		case <-rejoin.C:
 			n.refreshStates()
 			n.rejoinRound(ctx)
@@ -533,15 +542,30 @@ func (n *Node) rejoinRound(ctx context.Context) {
 			continue
 		}
 		rs := n.retry[k]
-		if rs != nil && now.Before(rs.next) {
+		alone := len(live) <= 1 // memberlist lists ourselves
+		if rs == nil && !alone {
+			// Newly missing while we are connected: gossip itself
+			// may still bring it (a booture just starting, a suspect
+			// one); step in only if it stays missing.
+			n.retry[k] = &retryState{next: now.Add(2 * n.cfg.RejoinInterval), delay: n.cfg.RejoinInterval, grace: true}
+			continue
+		}
+		if rs != nil && now.Before(rs.next) && !(alone && rs.grace) {
 			continue
 		}
 		targets = append(targets, r)
 	}
 	n.mu.Unlock()
 	rand.Shuffle(len(targets), func(i, j int) { targets[i], targets[j] = targets[j], targets[i] })
-	if len(targets) > 8 {
-		targets = targets[:8]
+	// Alone, try hard to find the mesh again; connected, a couple of
+	// attempts per round are enough to heal a partition, and more would
+	// only load a big mesh.
+	limit := 2
+	if len(live) <= 1 {
+		limit = 8 // only ourselves
+	}
+	if len(targets) > limit {
+		targets = targets[:limit]
 	}
 	var wg sync.WaitGroup
 	for _, r := range targets {
@@ -562,6 +586,7 @@ func (n *Node) rejoinRound(ctx context.Context) {
 			} else if rs.delay < 3*n.cfg.RejoinInterval {
 				rs.delay *= 2
 			}
+			rs.grace = false
 			rs.next = n.now().Add(rs.delay)
 			n.log.Debug("booture unreachable", "peer", r.Name, "retry_in", rs.delay, "err", err)
 		}(r)
@@ -572,7 +597,13 @@ func (n *Node) rejoinRound(ctx context.Context) {
 // reach makes contact with one booture of the roster.
 func (n *Node) reach(ctx context.Context, r Record) error {
 	if err := n.catchUp(ctx, r); err != nil {
-		return err
+		var unreachable *unreachableError
+		if errors.As(err, &unreachable) {
+			return err
+		}
+		// It answered but could not compare credentials (it does not
+		// know us yet, say): gossip decides whether we share a key.
+		n.log.Debug("catch-up refused; trying gossip", "peer", r.Name, "err", err)
 	}
 	if n.joinAddrs([]netip.AddrPort{r.Gossip}) == 0 {
 		return errors.New("gossip join failed")
@@ -597,6 +628,8 @@ type Peer struct {
 	// SiteLost is set when this booture holds a site that another alive
 	// booture won; it is not routed until it moves to a free site.
 	SiteLost bool
+	// UpSince is when gossip last saw it come up (zero if not up).
+	UpSince time.Time
 }
 
 // View is a consistent snapshot of the mesh as this booture sees it.
@@ -712,7 +745,7 @@ func (n *Node) viewLocked(states map[string]PeerState) View {
 	}
 	v.Site = SiteOf(v.ULA, n.st.Self.Site)
 	for _, r := range n.roster {
-		p := Peer{Record: r, State: StateDead}
+		p := Peer{Record: r, State: StateDead, UpSince: n.liveKeys[r.PublicKey]}
 		switch s, ok := states[r.Name]; {
 		case ok && s != StateDead:
 			p.State = s

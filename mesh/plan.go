@@ -11,6 +11,26 @@ import (
 // PeerKeepalive keeps NAT mappings between bootures open.
 const PeerKeepalive = 25 * time.Second
 
+// WireGuard cannot cope with two peers that start a handshake at the same
+// moment: each answers the other's initiation, which discards its own, both
+// answers are refused, and no session exists until the retry 5 s later. Two
+// bootures that learn of each other from the same gossip add each other
+// within milliseconds, so a new pair of peers gets roles for its first
+// seconds:
+//   - the booture with the lower public key initiates: it knows the
+//     other's endpoint at once, and sets the persistent keepalive (which
+//     sends a first packet, hence a handshake) initiatorDelay later, once
+//     the other side has surely added it too (a handshake that reaches a
+//     booture that does not know the sender yet is lost for 5 s);
+//   - the other one waits: no endpoint, so it cannot initiate (WireGuard
+//     learns the endpoint from the initiator's packets), and no keepalive,
+//     until responderDelay has passed; then it gets both, so that it can
+//     reach the initiator by itself if the initiator cannot reach it (NAT).
+const (
+	initiatorDelay = time.Second
+	responderDelay = 5 * time.Second
+)
+
 // MemberPeer is an enabled VPN member of this booture, as the plan needs it.
 type MemberPeer struct {
 	PublicKey  Key
@@ -32,6 +52,8 @@ type PlanInput struct {
 	// Uplink is the interface full-tunnel traffic leaves by ("" = default
 	// route's).
 	Uplink string
+	// Now is the time the plan is made for (keepalive timing).
+	Now time.Time
 }
 
 // Plan computes the desired WireGuard interface: one peer per booture that
@@ -64,12 +86,23 @@ func Plan(in PlanInput) netcfg.Config {
 				continue
 			}
 			s := SiteOf(v.ULA, p.Site)
-			cfg.Peers = append(cfg.Peers, netcfg.Peer{
-				PublicKey:           p.PublicKey.WG(),
-				Endpoint:            p.Endpoint,
-				AllowedIPs:          []netip.Prefix{s.IPv4, s.IPv6},
-				PersistentKeepalive: PeerKeepalive,
-			})
+			peer := netcfg.Peer{
+				PublicKey:  p.PublicKey.WG(),
+				Endpoint:   p.Endpoint,
+				AllowedIPs: []netip.Prefix{s.IPv4, s.IPv6},
+			}
+			age := in.Now.Sub(p.UpSince)
+			switch {
+			case initiates(v.Self.PublicKey, p.PublicKey):
+				if age >= initiatorDelay {
+					peer.PersistentKeepalive = PeerKeepalive
+				}
+			case age >= responderDelay:
+				peer.PersistentKeepalive = PeerKeepalive
+			default:
+				peer.Endpoint = netip.AddrPort{}
+			}
+			cfg.Peers = append(cfg.Peers, peer)
 			cfg.Routes = append(cfg.Routes, s.IPv4, s.IPv6)
 		}
 	}
@@ -96,4 +129,27 @@ func Plan(in PlanInput) netcfg.Config {
 	})
 	sort.Slice(cfg.Routes, func(i, j int) bool { return cfg.Routes[i].String() < cfg.Routes[j].String() })
 	return cfg
+}
+
+// initiates reports whether self starts the first handshake with peer.
+func initiates(self, peer Key) bool { return self.String() < peer.String() }
+
+// PlanRecheck returns how long until Plan(in) changes by the passing of
+// time alone (a new peer's role delay ending), or 0 if it never will: the
+// reconciler plans again then.
+func PlanRecheck(in PlanInput) time.Duration {
+	var next time.Duration
+	for _, p := range in.View.Peers {
+		if !p.up() || p.UpSince.IsZero() {
+			continue
+		}
+		delay := responderDelay
+		if initiates(in.View.Self.PublicKey, p.PublicKey) {
+			delay = initiatorDelay
+		}
+		if left := delay - in.Now.Sub(p.UpSince); left > 0 && (next == 0 || left < next) {
+			next = left
+		}
+	}
+	return next
 }

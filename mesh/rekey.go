@@ -105,7 +105,7 @@ func (n *Node) rekey(ctx context.Context, revs []Revocation) (ExpelResult, error
 	}
 	recipients := make(map[string]Key)
 	for k, r := range n.roster {
-		if n.liveKeys[k] {
+		if n.isLiveLocked(k) {
 			recipients[r.Name] = k
 		}
 	}
@@ -270,7 +270,7 @@ func (n *Node) checkKeyExposure() {
 	}
 	designated := n.st.Self.Name
 	for k, r := range n.roster {
-		if n.liveKeys[k] && r.Name < designated {
+		if n.isLiveLocked(k) && r.Name < designated {
 			designated = r.Name
 		}
 	}

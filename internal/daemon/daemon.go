@@ -293,12 +293,12 @@ func resolveAdvertise(cfg config.Config) (advertised, error) {
 
 // desired computes the network state the reconciler applies. It first
 // moves the members if the booture's site changed.
-func (d *Daemon) desired() (netcfg.Config, error) {
+func (d *Daemon) desired() (netcfg.Config, time.Duration, error) {
 	v := d.node.View()
 	if err := d.syncMemberSite(v); err != nil {
-		return netcfg.Config{}, err
+		return netcfg.Config{}, 0, err
 	}
-	return mesh.Plan(mesh.PlanInput{
+	in := mesh.PlanInput{
 		View:                v,
 		Members:             d.memberPeers(),
 		PrivateKey:          d.priv,
@@ -307,7 +307,9 @@ func (d *Daemon) desired() (netcfg.Config, error) {
 		MTU:                 d.cfg.MTU,
 		AllowMemberToMember: d.cfg.AllowMemberToMember,
 		Uplink:              d.cfg.Uplink,
-	}), nil
+		Now:                 time.Now(),
+	}
+	return mesh.Plan(in), mesh.PlanRecheck(in), nil
 }
 
 // Node returns the mesh node (tests).

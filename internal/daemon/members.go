@@ -120,7 +120,12 @@ func (d *Daemon) AddMember(ctx context.Context, req api.MemberAddRequest) (api.M
 	if err != nil {
 		return api.MemberAdded{}, memberError(err)
 	}
-	d.rec.Trigger()
+	// The member may connect as soon as it has its configuration. If
+	// applying fails, the reconciler retries; the configuration (the only
+	// copy of a generated private key) must reach the admin anyway.
+	if err := d.reconcileNow(ctx); err != nil {
+		d.log.Warn("member added but not applied yet", "member", m.Name, "err", err)
+	}
 	text, err := members.Render(members.ConfigFor(m, priv, srv))
 	if err != nil {
 		return api.MemberAdded{}, err

@@ -20,7 +20,7 @@ type reconciler struct {
 	applyMu sync.Mutex
 
 	applier netcfg.Applier
-	desired func() (netcfg.Config, error)
+	desired func() (netcfg.Config, time.Duration, error)
 	resync  time.Duration
 	log     *slog.Logger
 	trigger chan struct{}
@@ -34,7 +34,7 @@ type reconciler struct {
 	onRun   func(err error) // metrics
 }
 
-func newReconciler(a netcfg.Applier, desired func() (netcfg.Config, error), resync time.Duration, log *slog.Logger) *reconciler {
+func newReconciler(a netcfg.Applier, desired func() (netcfg.Config, time.Duration, error), resync time.Duration, log *slog.Logger) *reconciler {
 	return &reconciler{
 		applier: a, desired: desired, resync: resync, log: log,
 		trigger: make(chan struct{}, 1),
@@ -53,9 +53,11 @@ func (r *reconciler) Trigger() {
 func (r *reconciler) run(ctx context.Context) {
 	tick := time.NewTicker(r.resync)
 	defer tick.Stop()
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	defer retry.Stop()
+	// again fires for a retry after an error, or when the plan changes
+	// with time alone (see mesh.PlanRecheck).
+	again := time.NewTimer(time.Hour)
+	again.Stop()
+	defer again.Stop()
 	backoff := time.Second
 	for {
 		select {
@@ -63,12 +65,17 @@ func (r *reconciler) run(ctx context.Context) {
 			return
 		case <-r.trigger:
 		case <-tick.C:
-		case <-retry.C:
+		case <-again.C:
 		}
-		if err := r.once(ctx); err != nil {
-			retry.Reset(backoff)
+		recheck, err := r.apply(ctx)
+		switch {
+		case err != nil:
+			again.Reset(backoff)
 			backoff = min(2*backoff, r.resync)
-		} else {
+		case recheck > 0:
+			backoff = time.Second
+			again.Reset(recheck)
+		default:
 			backoff = time.Second
 		}
 	}
@@ -76,10 +83,19 @@ func (r *reconciler) run(ctx context.Context) {
 
 // once applies the desired state one time.
 func (r *reconciler) once(ctx context.Context) error {
+	recheck, err := r.apply(ctx)
+	if recheck > 0 {
+		r.Trigger() // the loop arms its timer
+	}
+	return err
+}
+
+// apply applies the desired state and says when to plan again.
+func (r *reconciler) apply(ctx context.Context) (time.Duration, error) {
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
 	start := time.Now()
-	cfg, err := r.desired()
+	cfg, recheck, err := r.desired()
 	if err == nil {
 		err = r.applier.Apply(ctx, cfg)
 	}
@@ -107,7 +123,7 @@ func (r *reconciler) once(ctx context.Context) error {
 	case err == nil:
 		r.log.Debug("network configuration applied", "peers", len(cfg.Peers), "routes", len(cfg.Routes), "took", time.Since(start))
 	}
-	return err
+	return recheck, err
 }
 
 // stats returns the reconciler's counters.

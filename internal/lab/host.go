@@ -36,7 +36,8 @@ type Host struct {
 	// Args are extra bootured flags, used from the next Start on.
 	Args []string
 
-	lab *Lab
+	lab  *Lab
+	port string // its veth on the bridge: h1, h2, ...
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -53,7 +54,7 @@ func (h *Host) DaemonArgs() []string {
 	if lvl == "" {
 		lvl = "info"
 	}
-	args := []string{h.lab.Bin.Path("bootured"),
+	args := []string{h.lab.BinPath("bootured"),
 		"--name", h.Name, "--state-dir", h.StateDir, "--socket", h.Socket,
 		"--interface", h.Iface, "--listen", h.IP.String(), "--log-level", lvl}
 	if h.lab.opts.Resync > 0 {
@@ -67,27 +68,34 @@ func (h *Host) DaemonArgs() []string {
 // socket (at most StartTimeout). Its output is appended to LogPath.
 func (h *Host) Start() error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.cmd != nil {
+		h.mu.Unlock()
 		return fmt.Errorf("%s: bootured already running", h.Name)
 	}
 	logf, err := os.OpenFile(h.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
+		h.mu.Unlock()
 		return err
 	}
 	args := h.DaemonArgs()
 	fmt.Fprintf(logf, "==== lab: %s: ip netns exec %s %s\n", time.Now().Format(time.RFC3339Nano), h.NS.Name, strings.Join(args, " "))
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.NS.Name}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group; killed if the test process dies.
+	// Its own process group; killed if this process dies, unless the lab
+	// is to outlive it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if h.lab.opts.Detach {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
 	err = cmd.Start()
 	logf.Close()
 	if err != nil {
+		h.mu.Unlock()
 		return fmt.Errorf("%s: starting bootured: %w", h.Name, err)
 	}
 	done := make(chan struct{})
 	h.cmd, h.done, h.exitErr = cmd, done, nil
+	h.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
 		h.mu.Lock()
@@ -95,10 +103,7 @@ func (h *Host) Start() error {
 		h.mu.Unlock()
 		close(done)
 	}()
-	h.mu.Unlock()
-	err = h.waitReady(done)
-	h.mu.Lock()
-	if err != nil {
+	if err := h.waitReady(done); err != nil {
 		return fmt.Errorf("%s: %w\n%s", h.Name, err, h.LogTail(30))
 	}
 	return nil
@@ -135,6 +140,22 @@ func (h *Host) Running() bool {
 	return h.cmd != nil
 }
 
+// Crashed returns why the daemon exited when it did so by itself (it was
+// started and neither stopped nor killed by the lab), or nil.
+func (h *Host) Crashed() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cmd == nil {
+		return nil
+	}
+	select {
+	case <-h.done:
+		return fmt.Errorf("%s: bootured exited by itself: %v", h.Name, h.exitErr)
+	default:
+		return nil
+	}
+}
+
 // PID returns the daemon's process id, 0 when it does not run.
 func (h *Host) PID() int {
 	h.mu.Lock()
@@ -156,6 +177,12 @@ func (h *Host) stop(grace time.Duration) error {
 	h.mu.Unlock()
 	if cmd == nil {
 		return nil
+	}
+	if err := h.Crashed(); err != nil {
+		h.mu.Lock()
+		h.cmd = nil
+		h.mu.Unlock()
+		return err
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	var err error
@@ -236,7 +263,7 @@ func (h *Host) CLI(args ...string) Result {
 // CLIContext is CLI with a context (the command is bounded to 70 s: the
 // CLI itself gives up after 60).
 func (h *Host) CLIContext(ctx context.Context, args ...string) Result {
-	return h.RunContext(ctx, 70*time.Second, append([]string{h.lab.Bin.Path("booture"), "--socket", h.Socket}, args...)...)
+	return h.RunContext(ctx, 70*time.Second, append([]string{h.lab.BinPath("booture"), "--socket", h.Socket}, args...)...)
 }
 
 // CLIJSON runs the CLI with args and --json and decodes its output into v.
@@ -309,16 +336,20 @@ func (h *Host) MeshRoutes() ([]netip.Prefix, error) { return h.Routes(h.Iface) }
 
 // Cut takes the host off the LAN: its port on the bridge goes down.
 func (h *Host) Cut() error {
-	return h.lab.ip("-n", h.lab.Switch.Name, "link", "set", h.Name, "down")
+	return h.lab.ip("-n", h.lab.Switch.Name, "link", "set", h.port, "down")
 }
 
 // Uncut puts the host back on the LAN.
 func (h *Host) Uncut() error {
-	return h.lab.ip("-n", h.lab.Switch.Name, "link", "set", h.Name, "up")
+	return h.lab.ip("-n", h.lab.Switch.Name, "link", "set", h.port, "up")
 }
 
 // RSS returns the daemon's resident memory (VmRSS) in bytes.
-func (h *Host) RSS() (int64, error) {
+func (h *Host) RSS() (int64, error) { return h.ProcStatus("VmRSS") }
+
+// ProcStatus returns a memory field of the daemon's /proc/PID/status (VmRSS,
+// RssAnon, RssFile, VmHWM...) in bytes.
+func (h *Host) ProcStatus(field string) (int64, error) {
 	pid := h.PID()
 	if pid == 0 {
 		return 0, errors.New(h.Name + ": bootured is not running")
@@ -328,7 +359,7 @@ func (h *Host) RSS() (int64, error) {
 		return 0, err
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
 			f := strings.Fields(v)
 			if len(f) >= 1 {
 				kb, err := strconv.ParseInt(f[0], 10, 64)
@@ -336,5 +367,5 @@ func (h *Host) RSS() (int64, error) {
 			}
 		}
 	}
-	return 0, errors.New("no VmRSS in /proc/PID/status")
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }

@@ -75,46 +75,82 @@ func Janitor(logf func(format string, args ...any)) {
 }
 
 func janitor(logf func(format string, args ...any)) {
+	for _, reg := range registrations() {
+		if reg.kept || reg.alive() {
+			continue
+		}
+		gone := cleanupLab(reg)
+		logf("lab janitor: removed leftovers of lab %s (process %d is gone): namespaces %v", reg.id, reg.pid, gone)
+	}
+}
+
+// CleanKept removes the labs that were kept (see Lab.Keep), with their
+// processes, namespaces and files, and returns their ids.
+func CleanKept(logf func(format string, args ...any)) []string {
+	var ids []string
+	for _, reg := range registrations() {
+		if !reg.kept {
+			continue
+		}
+		gone := cleanupLab(reg)
+		logf("removed lab %s: namespaces %v, directory %s", reg.id, gone, reg.dir)
+		ids = append(ids, reg.id)
+	}
+	return ids
+}
+
+// registration is a file of RunDir.
+type registration struct {
+	id    string
+	pid   int
+	start uint64
+	dir   string
+	kept  bool
+}
+
+func (r registration) alive() bool {
+	return r.pid > 0 && r.start != 0 && procStart(r.pid) == r.start
+}
+
+func registrations() []registration {
 	entries, err := os.ReadDir(RunDir)
 	if err != nil {
-		return
+		return nil
 	}
-	var all []string
-	r := run(context.Background(), 10*time.Second, nil, "ip", "netns", "list")
-	for _, l := range strings.Split(r.Stdout, "\n") {
-		if f := strings.Fields(l); len(f) > 0 {
-			all = append(all, f[0])
-		}
-	}
+	var out []registration
 	for _, e := range entries {
-		id := e.Name()
-		b, err := os.ReadFile(filepath.Join(RunDir, id))
+		b, err := os.ReadFile(filepath.Join(RunDir, e.Name()))
 		if err != nil {
 			continue
 		}
-		var pid int
-		var start uint64
-		var dir string
-		fmt.Sscan(string(b), &pid, &start, &dir)
-		if pid > 0 && procStart(pid) == start && start != 0 {
-			continue // alive
-		}
-		var gone []string
-		for _, ns := range all {
-			if strings.HasPrefix(ns, "bt"+id) {
-				removeNS(ns)
-				gone = append(gone, ns)
-			}
-		}
-		stale, _ := filepath.Glob(filepath.Join("/etc/netns", "bt"+id+"*"))
-		for _, s := range stale {
-			os.RemoveAll(s)
-		}
-		removeSockets(id)
-		if dir != "" && dir != "-" && strings.HasPrefix(filepath.Base(dir), "bt"+id+"-") {
-			os.RemoveAll(dir)
-		}
-		unregister(id)
-		logf("lab janitor: removed leftovers of lab %s (process %d is gone): namespaces %v", id, pid, gone)
+		r := registration{id: e.Name()}
+		var mark string
+		fmt.Sscan(string(b), &r.pid, &r.start, &r.dir, &mark)
+		r.kept = mark == "keep"
+		out = append(out, r)
 	}
+	return out
+}
+
+// cleanupLab removes what a registered lab left and returns the
+// namespaces it deleted.
+func cleanupLab(reg registration) []string {
+	var gone []string
+	r := run(context.Background(), 10*time.Second, nil, "ip", "netns", "list")
+	for _, l := range strings.Split(r.Stdout, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], "bt"+reg.id) {
+			removeNS(f[0])
+			gone = append(gone, f[0])
+		}
+	}
+	stale, _ := filepath.Glob(filepath.Join("/etc/netns", "bt"+reg.id+"*"))
+	for _, s := range stale {
+		os.RemoveAll(s)
+	}
+	removeSockets(reg.id)
+	if reg.dir != "" && reg.dir != "-" && strings.HasPrefix(filepath.Base(reg.dir), "bt"+reg.id+"-") {
+		os.RemoveAll(reg.dir)
+	}
+	unregister(reg.id)
+	return gone
 }

@@ -41,6 +41,12 @@ type Options struct {
 	// Hosts is the number of booture hosts, h1..hN (at least 1). Their
 	// daemons are not started: see Host.Start and Lab.StartAll.
 	Hosts int
+	// Names are the bootures' names (--name), in order; hosts without one
+	// are named after their namespace suffix: h1, h2, ...
+	Names []string
+	// Detach starts daemons so that they outlive this process (for a lab
+	// that is kept: see Keep). Otherwise they are killed when it dies.
+	Detach bool
 	// Internet adds an "internet" namespace behind h1: h1's uplink "up0"
 	// is 203.0.113.1/24 with its default route via 203.0.113.2, the
 	// internet host, which has no route back to the LAN or the mesh.
@@ -106,6 +112,11 @@ func New(t testing.TB, opts Options) *Lab {
 		t.Fatalf("lab: %v", err)
 	}
 	t.Cleanup(func() {
+		// A daemon that died by itself, or does not stop cleanly on
+		// SIGTERM, is a bug of its own.
+		if err := l.StopAll(); err != nil {
+			t.Error(err)
+		}
 		if t.Failed() {
 			for _, h := range l.Hosts {
 				t.Logf("---- log of %s (%s), last lines ----\n%s", h.Name, h.LogPath, h.LogTail(150))
@@ -240,14 +251,19 @@ func (l *Lab) setup(ctx context.Context) error {
 }
 
 func (l *Lab) addHost(i int) (*Host, error) {
-	name := fmt.Sprintf("h%d", i)
-	ns, err := l.addNS(l.prefix() + name)
+	port := fmt.Sprintf("h%d", i)
+	ns, err := l.addNS(l.prefix() + port)
 	if err != nil {
 		return nil, err
+	}
+	name := port
+	if i <= len(l.opts.Names) && l.opts.Names[i-1] != "" {
+		name = l.opts.Names[i-1]
 	}
 	h := &Host{
 		NS:       *ns,
 		lab:      l,
+		port:     port,
 		Name:     name,
 		Index:    i,
 		IP:       hostAddr(LANPrefix, i),
@@ -256,7 +272,7 @@ func (l *Lab) addHost(i int) (*Host, error) {
 		Socket:   filepath.Join(l.Dir, name+".sock"),
 		LogPath:  filepath.Join(l.Dir, name+".log"),
 	}
-	if err := l.attach(&h.NS, name, h.IP); err != nil {
+	if err := l.attach(&h.NS, port, h.IP); err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
@@ -316,6 +332,25 @@ func (l *Lab) StartAll(hosts ...*Host) error {
 		go func() {
 			defer wg.Done()
 			errs[i] = h.Start()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// StopAll stops the running daemons (SIGTERM) in parallel and returns
+// what went wrong: a daemon that had exited by itself, did not stop within
+// 15 s, or exited with an error.
+func (l *Lab) StopAll() error {
+	errs := make([]error, len(l.Hosts))
+	var wg sync.WaitGroup
+	for i, h := range l.Hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if h.Running() {
+				errs[i] = h.Stop()
+			}
 		}()
 	}
 	wg.Wait()
@@ -384,7 +419,9 @@ func removeNS(name string) error {
 	if !r.OK() && !strings.Contains(r.Stderr, "No such file") {
 		return r.Error()
 	}
-	os.RemoveAll(filepath.Join("/etc/netns", name))
+	if err := os.RemoveAll(filepath.Join("/etc/netns", name)); err == nil {
+		os.Remove("/etc/netns") // fails unless empty
+	}
 	return nil
 }
 
@@ -406,4 +443,35 @@ func newID() string {
 		b[i] = chars[int(b[i])%len(chars)]
 	}
 	return string(b)
+}
+
+// Keep lets the lab outlive this process (start it with Options.Detach):
+// the binaries are copied into Dir/bin, which BinPath then returns, and the
+// janitor leaves the lab alone. CleanKept removes it later. Do not Close a
+// kept lab.
+func (l *Lab) Keep() error {
+	bin := filepath.Join(l.Dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return err
+	}
+	for _, name := range []string{"bootured", "booture"} {
+		b, err := os.ReadFile(l.Bin.Path(name))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(bin, name), b, 0o755); err != nil {
+			return err
+		}
+	}
+	l.mu.Lock()
+	l.Bin = &Binaries{Dir: bin}
+	l.mu.Unlock()
+	return os.WriteFile(filepath.Join(RunDir, l.ID), fmt.Appendf(nil, "0 0 %s keep\n", l.Dir), 0o600)
+}
+
+// BinPath returns the path of a lab program (bootured, booture).
+func (l *Lab) BinPath(name string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.Bin.Path(name)
 }

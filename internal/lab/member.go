@@ -87,10 +87,7 @@ func (l *Lab) AddMember() (*Member, error) {
 	l.mu.Unlock()
 	// The resolver file must exist before the first ip netns exec, which
 	// then mounts it over /etc/resolv.conf.
-	if err := os.MkdirAll(filepath.Dir(m.ResolvPath), 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(m.ResolvPath, []byte("# booture lab: resolver of "+ns.Name+" (none until wg-quick sets one)\n"), 0o644); err != nil {
+	if err := writeResolv(m.ResolvPath, "# booture lab: resolver of "+ns.Name+" (none until wg-quick sets one)\n"); err != nil {
 		return nil, err
 	}
 	m.env = []string{
@@ -162,7 +159,26 @@ func (m *Member) ResolvConf() (string, error) {
 	return string(b), err
 }
 
-func (m *Member) removeResolv() { os.RemoveAll(filepath.Dir(m.ResolvPath)) }
+// writeResolv writes a namespace's resolv.conf, creating /etc/netns/NS
+// (tried twice: another lab may remove /etc/netns when it empties it).
+func writeResolv(path, content string) error {
+	var err error
+	for range 2 {
+		if err = os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+			if err = os.WriteFile(path, []byte(content), 0o644); err == nil {
+				return nil
+			}
+		}
+	}
+	return err
+}
+
+// removeResolv removes /etc/netns/NS, and /etc/netns when it is left empty.
+func (m *Member) removeResolv() {
+	dir := filepath.Dir(m.ResolvPath)
+	os.RemoveAll(dir)
+	os.Remove(filepath.Dir(dir)) // fails unless empty
+}
 
 // GenKey returns a new WireGuard key pair made with `wg genkey | wg pubkey`.
 func GenKey() (priv, pub string, err error) {

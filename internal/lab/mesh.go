@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -168,4 +169,88 @@ func PingMesh(timeout time.Duration, hosts ...*Host) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// WaitPeerState waits until every observer's status shows the booture name
+// in state (alive, suspect, dead, left; "gone" means not listed at all or
+// not alive), polling every 100 ms for at most timeout. It returns how long
+// it took, measured from the call.
+func WaitPeerState(timeout time.Duration, name, state string, observers ...*Host) (time.Duration, error) {
+	start := time.Now()
+	pending := slices.Clone(observers)
+	err := Eventually(nilContext(), timeout, 100*time.Millisecond, func() error {
+		var still []*Host
+		var errs []error
+		for _, o := range pending {
+			st, err := o.Status()
+			if err != nil {
+				still = append(still, o)
+				errs = append(errs, err)
+				continue
+			}
+			p, ok := FindPeer(st, name)
+			match := ok && p.State == state
+			if state == "gone" {
+				match = !ok || p.State != "alive"
+			}
+			if !match {
+				still = append(still, o)
+				errs = append(errs, fmt.Errorf("%s sees %s as %q (listed: %v)", o.Name, name, p.State, ok))
+			}
+		}
+		pending = still
+		return errors.Join(errs...)
+	})
+	return time.Since(start), err
+}
+
+// CheckPeers is a lighter CheckMesh for benchmarks: every host's admin API
+// lists every other host alive, and its WireGuard interface has a peer with
+// two allowed IPs (a site /24 and /64) for each.
+func CheckPeers(hosts ...*Host) error {
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = checkPeers(h, hosts)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func checkPeers(h *Host, hosts []*Host) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := h.Client().Status(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", h.Name, err)
+	}
+	keys := map[string]bool{}
+	for _, o := range hosts {
+		if o == h {
+			continue
+		}
+		p, ok := FindPeer(st, o.Name)
+		if !ok || p.State != "alive" {
+			return fmt.Errorf("%s does not see %s alive yet", h.Name, o.Name)
+		}
+		keys[p.PublicKey] = true
+	}
+	dev, err := h.WG()
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, p := range dev.Peers {
+		if keys[p.PublicKey] && len(p.AllowedIP) == 2 {
+			n++
+		}
+	}
+	if n != len(keys) {
+		return fmt.Errorf("%s has %d of its %d WireGuard peers", h.Name, n, len(keys))
+	}
+	return nil
 }

@@ -37,13 +37,18 @@ func (n *NS) RunContext(ctx context.Context, timeout time.Duration, args ...stri
 // PingResult counts the echo requests a ping sent and the replies it got.
 type PingResult struct {
 	Sent, Received int
-	Output         string
+	// AvgRTT is the average round trip of the replies (0 without reply).
+	AvgRTT time.Duration
+	Output string
 }
 
 // Lost is the number of requests without reply.
 func (p PingResult) Lost() int { return p.Sent - p.Received }
 
-var pingStats = regexp.MustCompile(`(\d+) packets transmitted, (\d+) (?:packets )?received`)
+var (
+	pingStats = regexp.MustCompile(`(\d+) packets transmitted, (\d+) (?:packets )?received`)
+	pingRTT   = regexp.MustCompile(`= [\d.]+/([\d.]+)/`)
+)
 
 // Ping pings dst (IPv4 or IPv6) count times, one request every interval,
 // waiting at most a second for each reply; the whole run is bounded.
@@ -66,7 +71,12 @@ func (n *NS) Ping(dst string, count int, interval time.Duration) (PingResult, er
 	}
 	sent, _ := strconv.Atoi(m[1])
 	recv, _ := strconv.Atoi(m[2])
-	return PingResult{Sent: sent, Received: recv, Output: r.Stdout + r.Stderr}, nil
+	res := PingResult{Sent: sent, Received: recv, Output: r.Stdout + r.Stderr}
+	if m := pingRTT.FindStringSubmatch(r.Stdout); m != nil {
+		ms, _ := strconv.ParseFloat(m[1], 64)
+		res.AvgRTT = time.Duration(ms * float64(time.Millisecond))
+	}
+	return res, nil
 }
 
 // CanPing reports whether one ping to dst gets its reply within a second.

@@ -1,0 +1,106 @@
+package mesh
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/booture/booture/internal/store"
+)
+
+// BenchmarkMeshScale measures, in one process over loopback, how long a
+// mesh of BOOTURE_SCALE_NODES bootures (default 200) takes to converge once
+// they all start, and what it costs at rest: gossip bytes per second and
+// CPU per booture. The bootures are given the mesh's credentials and one
+// seed directly (as after invitations), so the figure is gossip's own.
+//
+//	go test -run '^$' -bench MeshScale -benchtime 1x ./mesh/
+func BenchmarkMeshScale(b *testing.B) {
+	count := 200
+	if s := os.Getenv("BOOTURE_SCALE_NODES"); s != "" {
+		count, _ = strconv.Atoi(s)
+	}
+	idle := 20 * time.Second
+	if s := os.Getenv("BOOTURE_SCALE_IDLE"); s != "" {
+		idle, _ = time.ParseDuration(s)
+	}
+	for i := 0; i < b.N; i++ {
+		benchScale(b, count, idle)
+	}
+}
+
+func benchScale(b *testing.B, count int, idle time.Duration) {
+	seed := startTestNode(b, "n1", "", Key{})
+	seed.mu.Lock()
+	creds, seedRec := seed.st.Creds, seed.st.Self
+	seed.mu.Unlock()
+	nodes := []*testNode{seed}
+	start := time.Now()
+	for i := 2; i <= count; i++ {
+		dir := b.TempDir()
+		priv, _ := NewPrivateKey()
+		now := time.Now().UnixMilli()
+		st := persisted{
+			Version: stateVersion, Creds: creds,
+			Self: Record{Name: fmt.Sprintf("n%d", i), PublicKey: priv.Public(), Site: i%MaxSite + 1, // sites repeat beyond 254 bootures: only gossip is measured then
+				SiteClaim: now, Gen: now},
+			Roster: []Record{seedRec},
+		}
+		if err := store.WriteJSON(filepath.Join(dir, StateFile), &st, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		nodes = append(nodes, startTestNode(b, st.Self.Name, dir, priv, func(c *Config) { c.RejoinInterval = time.Second }))
+	}
+	started := time.Since(start)
+	lastLog := time.Now()
+	waitFor(b, 5*time.Minute, "convergence", func() bool {
+		lo, hi, done := count, 0, 0
+		for _, n := range nodes {
+			k := len(n.memberlist().Members())
+			lo, hi = min(lo, k), max(hi, k)
+			if k == count {
+				done++
+			}
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			b.Logf("after %v: members seen min %d max %d; %d of %d bootures see all", time.Since(start).Round(time.Second), lo, hi, done, count)
+			lastLog = time.Now()
+		}
+		return done == count
+	})
+	converged := time.Since(start)
+	b.ReportMetric(started.Seconds(), "s-to-start-all")
+	b.ReportMetric(converged.Seconds(), "s-to-converge")
+
+	time.Sleep(5 * time.Second) // let the joins' traffic settle
+	in0, out0 := totalGossip(nodes)
+	cpu0 := cpuTime()
+	time.Sleep(idle)
+	in1, out1 := totalGossip(nodes)
+	cpu := cpuTime() - cpu0
+	perNode := float64(out1-out0) / idle.Seconds() / float64(count)
+	b.ReportMetric(perNode, "gossip-B/s/node-out")
+	b.ReportMetric(float64(in1-in0)/idle.Seconds()/float64(count), "gossip-B/s/node-in")
+	b.ReportMetric(cpu.Seconds()/idle.Seconds()/float64(count)*100, "cpu-%/node")
+	b.Logf("%d bootures: all started in %v, converged %v after the first start; idle: %.0f B/s out and %.0f B/s in per booture, %.3f%% CPU per booture",
+		count, started.Round(time.Millisecond), converged.Round(time.Millisecond), perNode,
+		float64(in1-in0)/idle.Seconds()/float64(count), cpu.Seconds()/idle.Seconds()/float64(count)*100)
+}
+
+func totalGossip(nodes []*testNode) (in, out uint64) {
+	for _, n := range nodes {
+		in += n.counters.In.Load()
+		out += n.counters.Out.Load()
+	}
+	return in, out
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
