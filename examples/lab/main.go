@@ -1,18 +1,19 @@
 // Command lab is booture's demo, the first command of the README. On one
 // Linux machine, as root, it builds booture, starts three bootures in
 // network namespaces, links them into one mesh with invitations, adds a
-// member with a real WireGuard client on the first one, and shows, step by
-// step, their status and pings between them; then it removes everything
-// (also on Ctrl-C).
+// member with a real WireGuard client on the first one, starts a web site
+// on the second through a plugin, and shows, step by step, their status,
+// pings between them and the member opening the site by name; then it
+// removes everything (also on Ctrl-C).
 //
 //	go run ./examples/lab          # the demo, then clean up
 //	go run ./examples/lab -keep    # leave it running to play with
 //	go run ./examples/lab -clean   # remove what -keep left running
 //
-// It needs the tools of a lab (ip, wg, wg-quick, wireguard-go, nft, ping;
-// see internal/lab). The demo is a list of steps (see steps): a new step,
-// e.g. "start a service on booture 2 and fetch it from the member", is one
-// more entry with its function.
+// It needs the tools of a lab (ip, wg, wg-quick, wireguard-go, nft, ping,
+// curl; see internal/lab), and installs them when they are missing. The demo
+// is a list of steps (see steps): a new step is one more entry with its
+// function.
 package main
 
 import (
@@ -22,7 +23,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,8 +59,7 @@ func steps() []step {
 		{"The bootures reach each other through WireGuard", (*demo).pingBootures},
 		{"Add a member with a real WireGuard client", (*demo).addMember},
 		{"The member reaches every booture", (*demo).pingFromMember},
-		// When services and plugins are ready:
-		// {"Start a service on crest and fetch it from the member", (*demo).service},
+		{"Start a service on crest and open it from the member, by name", (*demo).service},
 	}
 }
 
@@ -86,6 +88,7 @@ func main() {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	installDeps()
 	if err := lab.Check(); err != nil {
 		fmt.Fprintf(os.Stderr, "The demo cannot run here: %v\n", err)
 		os.Exit(1)
@@ -214,7 +217,7 @@ func (d *demo) build(ctx context.Context) error {
 	d.say("Building bootured (the daemon that runs on each booture) and booture (the")
 	d.say("command-line tool its admin uses) with go build...")
 	t0 := time.Now()
-	bin, err := lab.Build(ctx)
+	bin, err := lab.Build(ctx, "./examples/staticsite")
 	if err != nil {
 		return err
 	}
@@ -435,6 +438,115 @@ func (d *demo) pingFromMember(ctx context.Context) error {
 		return fmt.Errorf("the member cannot reach %s", strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// service installs the example plugin on crest, declares a web site in
+// crest's config, and fetches it from the member through the mesh's DNS.
+func (d *demo) service(ctx context.Context) error {
+	l := d.getLab()
+	crest := l.H(2)
+	d.say("Services are exposed through plugins. %s's admin installs a third-party plugin", crest.Name)
+	d.say("(the example in examples/staticsite, which serves a folder as a web site); the")
+	d.say("booture copies it and pins its SHA-256, and refuses it if it is ever changed:")
+	dir := filepath.Dir(crest.StateDir)
+	plugin := filepath.Join(dir, "booture-plugin-staticsite")
+	if err := copyFile(l.BinPath("staticsite"), plugin); err != nil {
+		return err
+	}
+	r := crest.CLI("plugin", "install", plugin)
+	if err := r.Error(); err != nil {
+		return err
+	}
+	d.say("  %s$ booture plugin install ./booture-plugin-staticsite", crest.Name)
+	d.indent("    ", r.Stdout)
+
+	site := filepath.Join(dir, "www")
+	if err := os.MkdirAll(site, 0o755); err != nil {
+		return err
+	}
+	page := "<!doctype html><title>crest</title><h1>Bonjour from crest's web site!</h1>\n"
+	if err := os.WriteFile(filepath.Join(site, "index.html"), []byte(page), 0o644); err != nil {
+		return err
+	}
+	conf := filepath.Join(dir, "booture.toml")
+	text := fmt.Sprintf("[[service]]\nplugin = \"staticsite\"\nname   = \"site\"\naccess = \"mesh\"   # members of every booture of the mesh\n[service.settings]\nroot = %q\n", site)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		return err
+	}
+	d.say("\nThe admin declares the service in %s's config file and restarts bootured:", crest.Name)
+	d.indent("    ", text)
+	crest.Args = append(crest.Args, "--config", conf)
+	if err := crest.Restart(); err != nil {
+		return err
+	}
+	url := "http://site." + crest.Name + ".booture.internal/"
+	var svcs []api.Service
+	err := lab.Eventually(ctx, 30*time.Second, 200*time.Millisecond, func() error {
+		if err := l.H(1).CLIJSON(&svcs, "services"); err != nil {
+			return err
+		}
+		for _, s := range svcs {
+			if s.URL == url && s.Health == "healthy" {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s not in %s's catalog yet", url, l.H(1).Name)
+	})
+	if err != nil {
+		return err
+	}
+	r = l.H(1).CLI("services")
+	d.say("\nThe service shows up in the catalog of every booture, through gossip:")
+	d.say("  %s$ booture services", l.H(1).Name)
+	d.indent("    ", r.Stdout)
+
+	m := d.member
+	d.say("\n%s, a member of %s, opens it by name. Her DNS is %s's, which answers the", memberName, l.H(1).Name, l.H(1).Name)
+	d.say("mesh's names; %s's proxy carries the request to the plugin's web server:", crest.Name)
+	d.say("  %s$ curl %s", memberName, url)
+	var out lab.Result
+	err = lab.Eventually(ctx, 30*time.Second, 500*time.Millisecond, func() error {
+		out = m.NS.Run("curl", "-sS", "--max-time", "5", url)
+		return out.Error()
+	})
+	if err != nil {
+		return err
+	}
+	d.indent("    ", strings.TrimSpace(out.Stdout))
+	portal := "http://" + crest.Name + ".booture.internal/"
+	out = m.NS.Run("curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", portal)
+	if err := out.Error(); err != nil {
+		return err
+	}
+	d.say("\nAnd %s is the portal of %s, listing the mesh's services (HTTP %s bytes).", portal, crest.Name, out.Stdout)
+	return nil
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o755)
+}
+
+// installDeps installs the Debian packages the demo needs when some are
+// missing and we are root (scripts/install-deps.sh); otherwise lab.Check
+// explains what is missing.
+func installDeps() {
+	if os.Geteuid() != 0 || lab.Check() == nil {
+		return
+	}
+	root, err := lab.ModuleRoot(context.Background())
+	if err != nil {
+		return
+	}
+	fmt.Println("Installing the Debian packages the demo needs (scripts/install-deps.sh)...")
+	cmd := exec.Command(filepath.Join(root, "scripts", "install-deps.sh"))
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "installing packages: %v\n", err)
+	}
 }
 
 // keepRunning leaves the lab running and says how to use and remove it.

@@ -18,6 +18,7 @@ var Tools = []struct{ Name, Package string }{
 	{"wg-quick", "wireguard-tools"},
 	{"wireguard-go", "wireguard-go"},
 	{"nft", "nftables"},
+	{"curl", "curl"},
 }
 
 // EnvRequire, set to 1 (as in CI), makes Require fail a test instead of
