@@ -275,6 +275,12 @@ func (l *Lab) addHost(i int) (*Host, error) {
 	if err := l.attach(&h.NS, port, h.IP); err != nil {
 		return nil, err
 	}
+	// The lab is an isolated LAN: give the box an empty resolver file
+	// (ip netns exec mounts it over /etc/resolv.conf), so that its daemon
+	// forwards DNS nowhere, as a booture with no internet.
+	if err := writeResolvConf(h.NS.Name, "# lab: an offline LAN, no upstream resolver\n"); err != nil {
+		return nil, err
+	}
 	l.mu.Lock()
 	l.Hosts = append(l.Hosts, h)
 	l.mu.Unlock()
@@ -474,4 +480,14 @@ func (l *Lab) BinPath(name string) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.Bin.Path(name)
+}
+
+// writeResolvConf writes /etc/netns/NS/resolv.conf, which `ip netns exec NS`
+// mounts over /etc/resolv.conf.
+func writeResolvConf(ns, text string) error {
+	dir := filepath.Join("/etc/netns", ns)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(text), 0o644)
 }
