@@ -218,7 +218,8 @@ func (d *Daemon) serve(ctx context.Context, opts Options) (err error) {
 	if err := d.node.Start(ctx); err != nil {
 		return err
 	}
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); tuneMemory(ctx) }()
 	go func() { defer wg.Done(); d.rec.run(ctx) }()
 	go func() {
 		defer wg.Done()

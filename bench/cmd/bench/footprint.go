@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/booture/booture/internal/api"
+	"github.com/booture/booture/internal/lab"
+)
+
+const peersTable = "Idle bootured vs peers (userspace WireGuard)"
+
+// footprint measures idle RSS and CPU of bootured with 0, 20, 50, 100 and
+// 200 peers, and with 250 members (with the times of member add and list).
+func (b *bench) footprint() error {
+	const sec = "Footprint"
+	settle := b.dur(20*time.Second, 8*time.Second)
+	b.note(sec, "Idle footprint: a mesh of N+1 bootures in the lab (each has N peers), formed, then left alone for %v; CPU is measured over the second half of that period from /proc/PID/stat, RSS (VmRSS, and its anonymous part RssAnon: the rest is the mapped binary) at its end. "+
+		"Here the samples are the daemons of one mesh (median and min–max across them), not repeated runs. 0 peers: three bootures that never joined anyone. Gossip is sent + received bytes per second from `status`.", settle)
+	sizes := []int{0, 20, 50, 100, 200}
+	if b.quick {
+		sizes = []int{0, 20}
+	}
+	if b.peers != nil {
+		sizes = b.peers
+	}
+	var rssS, anonS, cpuS Series
+	rssS.Name, anonS.Name, cpuS.Name = "VmRSS", "RssAnon", "CPU"
+	for _, peers := range sizes {
+		// A mesh of 200 in the lab is heavy on small machines: it needs
+		// time, and it must not eat the budget of the sections after it.
+		need := time.Duration(peers+1)*1500*time.Millisecond + settle + time.Minute
+		if b.left() < need+b.dur(7*time.Minute, 2*time.Minute) {
+			b.note(sec, "%d peers: skipped, not enough time left in the budget (needs about %v).", peers, need.Round(time.Second))
+			continue
+		}
+		res, err := b.idleMesh(peers, settle)
+		if err != nil {
+			b.note(sec, "%d peers: %v", peers, err)
+			logf("footprint %d peers: %v", peers, err)
+			if b.ctx.Err() != nil {
+				return err
+			}
+			continue
+		}
+		x := float64(peers)
+		rssS.Points = append(rssS.Points, point(x, res.rss))
+		anonS.Points = append(anonS.Points, point(x, res.anon))
+		cpuS.Points = append(cpuS.Points, point(x, res.cpu))
+		b.save()
+	}
+	b.curve(&Curve{ID: "rss-vs-peers", Title: "Idle bootured memory vs peers (lab, userspace WireGuard)", XLabel: "peers", YLabel: "MB", Series: []Series{rssS, anonS}})
+	b.curve(&Curve{ID: "cpu-vs-peers", Title: "Idle bootured CPU vs peers (lab)", XLabel: "peers", YLabel: "% of one core", Series: []Series{cpuS}})
+	return b.membersBench()
+}
+
+type idleResult struct{ rss, anon, cpu []float64 }
+
+// idleMesh forms a mesh where every booture has peers peers, lets it idle
+// and measures every daemon.
+func (b *bench) idleMesh(peers int, settle time.Duration) (*idleResult, error) {
+	const sec = "Footprint"
+	n := peers + 1
+	if peers == 0 {
+		n = 3
+	}
+	t0 := time.Now()
+	l, err := b.newLab(n)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	if peers == 0 {
+		if err := l.StartAll(); err != nil {
+			return nil, err
+		}
+	} else if err := b.formMesh(l, time.Duration(30+peers)*time.Second); err != nil {
+		return nil, fmt.Errorf("mesh of %d did not form: %w", n, err)
+	}
+	formed := time.Since(t0)
+	logf("footprint: mesh of %d formed in %v", n, formed.Round(time.Second))
+	if err := b.sleep(settle / 2); err != nil {
+		return nil, err
+	}
+	before, err := statuses(l.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	cpu0 := make([]time.Duration, n)
+	for i, h := range l.Hosts {
+		cpu0[i], _ = lab.ProcCPU(h.PID())
+	}
+	t1 := time.Now()
+	if err := b.sleep(settle / 2); err != nil {
+		return nil, err
+	}
+	dt := time.Since(t1)
+	after, err := statuses(l.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	res := &idleResult{}
+	var gossip []float64
+	for i, h := range l.Hosts {
+		c, err := lab.ProcCPU(h.PID())
+		if err != nil {
+			return nil, err
+		}
+		rss, err := lab.ProcMem(h.PID(), "VmRSS")
+		if err != nil {
+			return nil, err
+		}
+		anon, _ := lab.ProcMem(h.PID(), "RssAnon")
+		if len(after[i].Peers) != peers {
+			return nil, fmt.Errorf("%s has %d peers, want %d", h.Name, len(after[i].Peers), peers)
+		}
+		res.rss = append(res.rss, float64(rss)/1e6)
+		res.anon = append(res.anon, float64(anon)/1e6)
+		res.cpu = append(res.cpu, 100*(c-cpu0[i]).Seconds()/dt.Seconds())
+		g := after[i].GossipTraffic.In + after[i].GossipTraffic.Out - before[i].GossipTraffic.In - before[i].GossipTraffic.Out
+		gossip = append(gossip, float64(g)/dt.Seconds())
+	}
+	cmd := fmt.Sprintf("bench/run.sh -only footprint: mesh of %d in the lab, idle %v; /proc/PID/status and /proc/PID/stat of each bootured", n, settle)
+	if peers == 0 {
+		cmd = fmt.Sprintf("bench/run.sh -only footprint: %d lone bootures, idle %v; /proc/PID/status and /proc/PID/stat", n, settle)
+	}
+	add := func(name, unit string, v []float64) {
+		f := b.figure(sec, peersTable, fmt.Sprintf("%d peers: %s", peers, name), unit, cmd)
+		for _, x := range v {
+			f.add(x)
+		}
+	}
+	add("RSS (avg of the daemons)", "MB", res.rss)
+	add("RssAnon", "MB", res.anon)
+	add("CPU", "% of a core", res.cpu)
+	add("gossip sent + received", "B/s", gossip)
+	f := b.figure(sec, peersTable, fmt.Sprintf("%d peers: time to start and form the mesh", peers), "s", cmd)
+	f.add(formed.Seconds())
+	return res, nil
+}
+
+// membersBench adds 250 members through the CLI, timing each add, then
+// times member list, and measures the daemon with them.
+func (b *bench) membersBench() error {
+	const sec = "Footprint"
+	const table = "Members (issue 3)"
+	count := 250
+	if b.quick {
+		count = 60
+	}
+	l, err := b.newLab(1)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	h := l.H(1)
+	if err := h.Start(); err != nil {
+		return err
+	}
+	b.sleep(3 * time.Second)
+	rss0, _ := lab.ProcMem(h.PID(), "VmRSS")
+	fAdd := b.figure(sec, table, "member add, end to end (CLI)", "ms", "ip netns exec h1 booture --socket SOCK member add mNNN (one at a time, each timed)")
+	for i := range count {
+		t0 := time.Now()
+		r := h.CLI("member", "add", fmt.Sprintf("m%03d", i))
+		if err := r.Error(); err != nil {
+			fAdd.fail(err)
+			return err
+		}
+		fAdd.add(float64(time.Since(t0).Microseconds()) / 1000)
+	}
+	fAdd.note(fmt.Sprintf("%d adds; samples are the adds; state dir on the machine's disk (the add fsyncs)", count))
+	// The CLI's own start-up, for scale: status is the cheapest call.
+	fStat := b.figure(sec, table, "booture status (CLI, for comparison: process start + one API call)", "ms", "ip netns exec h1 booture --socket SOCK status --json")
+	for range 10 {
+		t0 := time.Now()
+		if err := h.CLI("status", "--json").Error(); err != nil {
+			return err
+		}
+		fStat.add(float64(time.Since(t0).Microseconds()) / 1000)
+	}
+	for _, args := range [][]string{{"member", "list", "--json"}, {"member", "list"}} {
+		name := fmt.Sprintf("booture %s with %d members (CLI)", joinArgs(args), count)
+		if args[len(args)-1] == "--json" {
+			name = fmt.Sprintf("member list --json with %d members (CLI)", count)
+			if count == 250 {
+				name = "member list --json with 250 members (CLI)"
+			}
+		}
+		f := b.figure(sec, table, name, "ms", "ip netns exec h1 booture --socket SOCK "+joinArgs(args))
+		for range 10 {
+			t0 := time.Now()
+			r := h.CLI(args...)
+			if err := r.Error(); err != nil {
+				return err
+			}
+			f.add(float64(time.Since(t0).Microseconds()) / 1000)
+			if args[len(args)-1] == "--json" {
+				var ms []api.Member
+				if err := json.Unmarshal([]byte(r.Stdout), &ms); err != nil || len(ms) != count {
+					return fmt.Errorf("member list: %d members (%v)", len(ms), err)
+				}
+			}
+		}
+	}
+	// The API call alone (no CLI process).
+	fAPI := b.figure(sec, table, fmt.Sprintf("GET members through the admin API with %d members (no CLI process)", count), "ms", "api.Client.Members on the admin socket")
+	for range 20 {
+		t0 := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := h.Client().Members(ctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		fAPI.add(float64(time.Since(t0).Microseconds()) / 1000)
+	}
+	b.sleep(b.dur(10*time.Second, 4*time.Second))
+	cpu0, _ := lab.ProcCPU(h.PID())
+	t1 := time.Now()
+	b.sleep(b.dur(10*time.Second, 4*time.Second))
+	cpu1, _ := lab.ProcCPU(h.PID())
+	rss1, _ := lab.ProcMem(h.PID(), "VmRSS")
+	name := fmt.Sprintf("RSS with %d members", count)
+	cmd := fmt.Sprintf("VmRSS of bootured (no peer) after %d member adds", count)
+	b.figure(sec, table, "RSS with no member", "MB", "VmRSS of bootured (no peer), 3 s after start").add(float64(rss0) / 1e6)
+	b.figure(sec, table, name, "MB", cmd).add(float64(rss1) / 1e6)
+	b.figure(sec, table, fmt.Sprintf("idle CPU with %d members", count), "% of a core", cmd+", over 10 s").add(100 * (cpu1 - cpu0).Seconds() / time.Since(t1).Seconds())
+	return nil
+}
+
+func joinArgs(a []string) string { return shellJoin(a) }

@@ -1,0 +1,277 @@
+// Command bench runs booture's benchmarks and fault drills on this machine
+// (as root: they run real bootures in network namespaces, see
+// internal/lab) and writes the raw results (bench/results/latest.json), the
+// report (BENCHMARKS.md) and its plots (bench/plots/*.svg). bench/run.sh
+// (make bench) is the entry point.
+//
+//	go run ./bench/cmd/bench                    # everything (about 25 min)
+//	go run ./bench/cmd/bench -quick             # a smoke run (about 5 min)
+//	go run ./bench/cmd/bench -only dataplane,gateway
+//	go run ./bench/cmd/bench -report            # BENCHMARKS.md again from latest.json
+//
+// Every figure records the command that made it, its samples, their median
+// and spread. Figures that compare booture with a limit or an alternative
+// are measured in the same run, interleaved round by round, and their
+// ratios are computed round by round.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/booture/booture/internal/lab"
+)
+
+// section is one part of the benchmark run.
+type section struct {
+	id    string
+	title string
+	run   func(b *bench) error
+}
+
+func sections() []section {
+	return []section{
+		{"build", "Binaries", (*bench).buildSection},
+		{"dataplane", "Data plane", (*bench).dataPlane},
+		{"control", "Control plane", (*bench).controlPlane},
+		{"scale", "In-process scale", (*bench).scale},
+		{"footprint", "Footprint", (*bench).footprint},
+		{"gateway", "Gateway", (*bench).gateway},
+		{"drills", "Fault drills", (*bench).drills},
+	}
+}
+
+// bench is the state of a run.
+type bench struct {
+	ctx   context.Context
+	quick bool
+	root  string // module root
+	tmp   string // scratch directory, removed at the end
+	bin   *lab.Binaries
+	res   *Results
+	out   string // latest.json
+	md    string // BENCHMARKS.md
+	plots string // bench/plots
+	start time.Time
+	// deadline is when the whole run must end.
+	deadline time.Time
+	// peers overrides the footprint's peer counts.
+	peers []int
+}
+
+func main() {
+	quick := flag.Bool("quick", os.Getenv("BENCH_QUICK") == "1", "smoke run: fewer rounds, shorter runs, smaller meshes (also BENCH_QUICK=1)")
+	only := flag.String("only", "", "comma-separated sections to run (build is always run): "+sectionIDs())
+	out := flag.String("out", "bench/results/latest.json", "raw results")
+	md := flag.String("md", "BENCHMARKS.md", "report")
+	plots := flag.String("plots", "bench/plots", "directory of the report's SVG plots")
+	reportOnly := flag.Bool("report", false, "only regenerate the report and plots from -out")
+	peers := flag.String("peers", "", "footprint: comma-separated peer counts of the idle meshes (default 0,20,50,100,200; quick 0,20)")
+	budget := flag.Duration("budget", 0, "time budget of the whole run (default 24m, 6m with -quick); sections that do not fit are skipped")
+	flag.Parse()
+
+	if *reportOnly {
+		res, err := loadResults(*out)
+		if err == nil {
+			err = writeReport(res, *md, *plots)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := lab.Check(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if *budget == 0 {
+		*budget = 24 * time.Minute
+		if *quick {
+			*budget = 6 * time.Minute
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *budget)
+	defer cancel()
+
+	var peerCounts []int
+	for _, p := range strings.Split(*peers, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscan(p, &n); err != nil || n < 0 || n >= lab.MaxLargeHosts {
+			fmt.Fprintf(os.Stderr, "bench: -peers: bad count %q\n", p)
+			os.Exit(2)
+		}
+		peerCounts = append(peerCounts, n)
+	}
+	os.Exit(run(ctx, *quick, *only, *out, *md, *plots, *budget, peerCounts))
+}
+
+func sectionIDs() string {
+	var ids []string
+	for _, s := range sections() {
+		ids = append(ids, s.id)
+	}
+	return strings.Join(ids, ",")
+}
+
+func run(ctx context.Context, quick bool, only, out, md, plots string, budget time.Duration, peers []int) int {
+	root, err := lab.ModuleRoot(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	if err := os.Chdir(root); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	tmp, err := os.MkdirTemp("", "booture-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	lab.Janitor(logf)
+	b := &bench{
+		ctx: ctx, quick: quick, root: root, tmp: tmp, out: out, md: md, plots: plots,
+		start: time.Now(), deadline: time.Now().Add(budget), peers: peers,
+		res: &Results{Quick: quick, Started: time.Now(), Budget: budget.String(), Machine: describeMachine(ctx)},
+	}
+	b.res.Command = "bench/run.sh"
+	if quick {
+		b.res.Command = "BENCH_QUICK=1 bench/run.sh"
+	}
+	var want []string
+	if only != "" {
+		want = strings.Split(only, ",")
+		b.res.Only = want
+	}
+	failed := false
+	for _, s := range sections() {
+		if s.id != "build" && want != nil && !slices.Contains(want, s.id) {
+			continue
+		}
+		if ctx.Err() != nil {
+			b.res.Sections = append(b.res.Sections, SectionRun{ID: s.id, Title: s.title, Status: "skipped: " + ctxReason(ctx)})
+			continue
+		}
+		logf("==== %s (%s into the run)", s.title, time.Since(b.start).Round(time.Second))
+		t0 := time.Now()
+		err := runSection(b, s)
+		sr := SectionRun{ID: s.id, Title: s.title, Seconds: time.Since(t0).Seconds(), Status: "ok"}
+		if err != nil {
+			sr.Status = "error: " + err.Error()
+			if ctx.Err() != nil {
+				sr.Status = "cut short (" + ctxReason(ctx) + "): " + err.Error()
+			}
+			logf("%s: %v", s.title, err)
+			failed = true
+		}
+		b.res.Sections = append(b.res.Sections, sr)
+		b.save()
+		if s.id == "build" && err != nil {
+			break
+		}
+	}
+	b.res.Finished = time.Now()
+	b.res.WallSeconds = time.Since(b.start).Seconds()
+	b.save()
+	if err := writeReport(b.res, md, plots); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: writing the report:", err)
+		return 1
+	}
+	logf("results in %s, report in %s, plots in %s (%s)", out, md, plots, time.Since(b.start).Round(time.Second))
+	lab.RemoveBinaries()
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func ctxReason(ctx context.Context) string {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return "time budget spent"
+	}
+	return "interrupted"
+}
+
+// runSection runs a section, turning a panic into an error so that the
+// labs it made are still closed by their deferred Close and the report is
+// still written.
+func runSection(b *bench, s section) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return s.run(b)
+}
+
+// save writes the raw results so far.
+func (b *bench) save() {
+	if err := os.MkdirAll(filepath.Dir(b.out), 0o755); err != nil {
+		logf("saving results: %v", err)
+		return
+	}
+	data, _ := json.MarshalIndent(b.res, "", "  ")
+	if err := os.WriteFile(b.out, data, 0o644); err != nil {
+		logf("saving results: %v", err)
+	}
+}
+
+func loadResults(path string) (*Results, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Results
+	return &r, json.Unmarshal(data, &r)
+}
+
+// rounds returns full in a full run, quick in a quick one.
+func (b *bench) rounds(full, quick int) int {
+	if b.quick {
+		return quick
+	}
+	return full
+}
+
+// dur returns full in a full run, quick in a quick one.
+func (b *bench) dur(full, quick time.Duration) time.Duration {
+	if b.quick {
+		return quick
+	}
+	return full
+}
+
+// left is the time left in the budget.
+func (b *bench) left() time.Duration { return time.Until(b.deadline) }
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// sleep waits d or until the run is cut short.
+func (b *bench) sleep(d time.Duration) error {
+	select {
+	case <-time.After(d):
+		return nil
+	case <-b.ctx.Done():
+		return b.ctx.Err()
+	}
+}

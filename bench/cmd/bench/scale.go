@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// scale runs mesh's BenchmarkMeshScale (many mesh nodes in one process
+// over loopback gossip, no WireGuard) for 50, 100, 200 and 500 nodes.
+func (b *bench) scale() error {
+	const sec = "In-process scale"
+	const table = "Mesh scale (BenchmarkMeshScale, loopback, one process)"
+	testBin := filepath.Join(b.tmp, "mesh.test")
+	cmd := exec.CommandContext(b.ctx, "go", "test", "-c", "-o", testBin, "./mesh/")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go test -c ./mesh/: %w\n%s", err, out)
+	}
+	idle := b.dur(10*time.Second, 5*time.Second)
+	type size struct{ n, runs int }
+	sizes := []size{{50, 3}, {100, 3}, {200, 2}, {500, 1}}
+	if b.quick {
+		sizes = []size{{50, 1}, {100, 1}}
+	}
+	b.note(sec, "`BenchmarkMeshScale` (mesh/scale_test.go) starts N mesh nodes in one process on loopback, each given the mesh's credentials and one seed (as after invitations), and measures the time until every node's gossip lists all N, "+
+		"then, after 5 s of settling, %v of idle: gossip bytes per second per node and the process's CPU divided by N (percent of one core). No WireGuard and no network namespaces: gossip only. All N nodes share the machine's %d cores, so convergence at large N is CPU-bound.", idle, b.res.Machine.Cores)
+	var conv, gossip, cpu Series
+	conv.Name, gossip.Name, cpu.Name = "convergence", "idle gossip out per node", "CPU per node"
+	for _, s := range sizes {
+		// 500 nodes take minutes: skip what does not fit in the budget.
+		need := time.Duration(s.n/2)*time.Second + idle + 30*time.Second
+		c := fmt.Sprintf("BOOTURE_SCALE_NODES=%d BOOTURE_SCALE_IDLE=%v go test -run '^$' -bench MeshScale -benchtime 1x ./mesh/", s.n, idle)
+		fc := b.figure(sec, table, fmt.Sprintf("%d nodes: convergence", s.n), "s", c)
+		fg := b.figure(sec, table, fmt.Sprintf("%d nodes: idle gossip out per node", s.n), "B/s", c)
+		fgi := b.figure(sec, table, fmt.Sprintf("%d nodes: idle gossip in per node", s.n), "B/s", c)
+		fu := b.figure(sec, table, fmt.Sprintf("%d nodes: idle CPU per node", s.n), "% of a core", c)
+		for r := 0; r < s.runs; r++ {
+			if b.left() < need+b.reserve() {
+				fc.fail(fmt.Errorf("skipped: not enough time left in the budget"))
+				break
+			}
+			m, err := b.runScale(testBin, s.n, idle)
+			if err != nil {
+				fc.fail(err)
+				if b.ctx.Err() != nil {
+					return err
+				}
+				continue
+			}
+			fc.add(m["s-to-converge"])
+			fg.add(m["gossip-B/s/node-out"])
+			fgi.add(m["gossip-B/s/node-in"])
+			fu.add(m["cpu-%/node"])
+			logf("scale %d: converged %.1fs, %.0f B/s/node, %.3f%% CPU/node", s.n, m["s-to-converge"], m["gossip-B/s/node-out"], m["cpu-%/node"])
+		}
+		if len(fc.Samples) > 0 {
+			conv.Points = append(conv.Points, point(float64(s.n), fc.Samples))
+			gossip.Points = append(gossip.Points, point(float64(s.n), fg.Samples))
+			cpu.Points = append(cpu.Points, point(float64(s.n), fu.Samples))
+		}
+		b.save()
+	}
+	b.curve(&Curve{ID: "scale-convergence", Title: "In-process mesh: convergence time vs nodes", XLabel: "nodes", YLabel: "seconds", Series: []Series{conv}})
+	b.curve(&Curve{ID: "scale-gossip", Title: "In-process mesh: idle gossip per node vs nodes", XLabel: "nodes", YLabel: "bytes/s sent per node", Series: []Series{gossip}})
+	b.curve(&Curve{ID: "scale-cpu", Title: "In-process mesh: idle CPU per node vs nodes", XLabel: "nodes", YLabel: "% of one core per node", Series: []Series{cpu}})
+	return nil
+}
+
+// reserve is the time the sections after scale need at least.
+func (b *bench) reserve() time.Duration {
+	return b.dur(11*time.Minute, 3*time.Minute)
+}
+
+var benchLine = regexp.MustCompile(`^BenchmarkMeshScale\S*\s+\d+\s+\d+ ns/op(.*)$`)
+
+func (b *bench) runScale(testBin string, n int, idle time.Duration) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testBin, "-test.run", "^$", "-test.bench", "MeshScale", "-test.benchtime", "1x", "-test.timeout", "8m")
+	cmd.Dir = filepath.Join(b.root, "mesh")
+	cmd.Env = append(cmd.Environ(), fmt.Sprintf("BOOTURE_SCALE_NODES=%d", n), "BOOTURE_SCALE_IDLE="+idle.String())
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	for _, l := range strings.Split(string(out), "\n") {
+		m := benchLine.FindStringSubmatch(strings.TrimSpace(l))
+		if m == nil {
+			continue
+		}
+		f := strings.Fields(m[1])
+		res := map[string]float64{}
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err == nil {
+				res[f[i+1]] = v
+			}
+		}
+		return res, nil
+	}
+	if err == nil {
+		err = fmt.Errorf("no benchmark line")
+	}
+	return nil, fmt.Errorf("%d nodes: %w: %s", n, err, tail(string(out), 5))
+}
