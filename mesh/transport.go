@@ -109,8 +109,28 @@ func (t *muxTransport) dialHandshake(addr string, magic []byte, timeout time.Dur
 
 func (t *muxTransport) Shutdown() error {
 	t.once.Do(func() { close(t.done) })
-	err := t.NodeAwareTransport.Shutdown()
 	t.wg.Wait()
+	// memberlist's own transport blocks, while shutting down, until its
+	// listeners have handed over the packet or stream they hold: drain
+	// them meanwhile (nobody else reads them any more).
+	inner := t.NodeAwareTransport
+	stop := make(chan struct{})
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for {
+			select {
+			case <-inner.PacketCh():
+			case c := <-inner.StreamCh():
+				c.Close()
+			case <-stop:
+				return
+			}
+		}
+	}()
+	err := inner.Shutdown()
+	close(stop)
+	<-drained
 	return err
 }
 

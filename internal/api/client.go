@@ -32,6 +32,9 @@ func NewClient(path string) *Client {
 	return &Client{socket: path, http: &http.Client{Transport: tr, Timeout: 60 * time.Second}}
 }
 
+// CloseIdle closes idle connections to the daemon.
+func (c *Client) CloseIdle() { c.http.CloseIdleConnections() }
+
 // do sends a request and decodes the answer into out (if not nil).
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body bytes.Buffer

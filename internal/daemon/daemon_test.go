@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -59,6 +60,8 @@ type testDaemon struct {
 	cancel context.CancelFunc
 	done   chan error
 	dir    string
+
+	stopOnce sync.Once
 }
 
 func startDaemon(t *testing.T, name string, dir string, opts ...func(*config.Config)) *testDaemon {
@@ -113,11 +116,13 @@ func startDaemon(t *testing.T, name string, dir string, opts ...func(*config.Con
 }
 
 func (td *testDaemon) stop() {
-	td.cancel()
-	select {
-	case <-td.done:
-	case <-time.After(20 * time.Second):
-	}
+	td.stopOnce.Do(func() {
+		td.cancel()
+		select {
+		case <-td.done:
+		case <-time.After(20 * time.Second):
+		}
+	})
 }
 
 func (td *testDaemon) status(t *testing.T) api.Status {
@@ -369,4 +374,56 @@ func TestAPIErrors(t *testing.T) {
 		t.Fatalf("second daemon: %v", err)
 	}
 	_ = fmt.Sprint
+}
+
+// A stopped daemon leaves no goroutine behind (the daemon may be embedded
+// and restarted, and a leak would be a resource leak on a small box).
+func TestNoGoroutineLeak(t *testing.T) {
+	before := goroutines()
+	a := startDaemon(t, "a", "")
+	b := startDaemon(t, "b", "")
+	b.join(t, a)
+	if _, err := a.client.AddMember(context.Background(), api.MemberAddRequest{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	a.stop()
+	b.stop()
+	// Idle HTTP client connections to the stopped sockets go away too.
+	a.client.CloseIdle()
+	b.client.CloseIdle()
+	deadline := time.Now().Add(15 * time.Second)
+	var leaked []string
+	for time.Now().Before(deadline) {
+		leaked = leaked[:0]
+		for id, stack := range goroutines() {
+			if _, ok := before[id]; !ok {
+				leaked = append(leaked, stack)
+			}
+		}
+		if len(leaked) == 0 {
+			t.Logf("no goroutine left %v after stopping", 15*time.Second-time.Until(deadline))
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%d goroutines left after the daemons stopped:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
+}
+
+// goroutines returns the stacks of the running goroutines by id.
+func goroutines() map[string]string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	out := map[string]string{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		id, _, _ := strings.Cut(g, " [")
+		out[id] = g
+	}
+	return out
 }

@@ -280,3 +280,65 @@ func Children(pid int) map[int]string {
 	}
 	return out
 }
+
+// hostLimit is a machine-wide kernel setting a large lab may need raised.
+type hostLimit struct {
+	path string
+	need func(hosts int) int
+}
+
+// hostLimits are the settings RaiseHostLimits raises. The kernel's ARP and
+// neighbour tables are one table for all network namespaces, capped by
+// gc_thresh3 (1024 by default): a lab of N hosts that all talk to each
+// other needs about N×(N−1) entries, so from about 30 hosts on, sends fail
+// with ENOBUFS ("No buffer space available") and joins time out. Each
+// userspace WireGuard interface (wireguard-go's UAPI socket) takes an
+// inotify instance, 128 per user by default for the whole machine.
+var hostLimits = []hostLimit{
+	{"/proc/sys/net/ipv4/neigh/default/gc_thresh1", func(n int) int { return n * n }},
+	{"/proc/sys/net/ipv4/neigh/default/gc_thresh2", func(n int) int { return 2 * n * n }},
+	{"/proc/sys/net/ipv4/neigh/default/gc_thresh3", func(n int) int { return 4 * n * n }},
+	{"/proc/sys/net/ipv6/neigh/default/gc_thresh1", func(n int) int { return n * n }},
+	{"/proc/sys/net/ipv6/neigh/default/gc_thresh2", func(n int) int { return 2 * n * n }},
+	{"/proc/sys/net/ipv6/neigh/default/gc_thresh3", func(n int) int { return 4 * n * n }},
+	{"/proc/sys/fs/inotify/max_user_instances", func(n int) int { return 4*n + 512 }},
+}
+
+// RaiseHostLimits raises the machine-wide kernel limits that a lab of
+// hosts bootures needs (see hostLimits), never lowering one, and returns
+// what it changed (as "path: old → new") and a function that puts the old
+// values back.
+func RaiseHostLimits(hosts int) (changed []string, restore func(), err error) {
+	type old struct {
+		path string
+		val  string
+	}
+	var olds []old
+	restore = func() {
+		for i := len(olds) - 1; i >= 0; i-- {
+			os.WriteFile(olds[i].path, []byte(olds[i].val+"\n"), 0o644)
+		}
+	}
+	for _, l := range hostLimits {
+		b, err := os.ReadFile(l.path)
+		if err != nil {
+			continue // not on this kernel
+		}
+		cur := strings.TrimSpace(string(b))
+		v, err := strconv.Atoi(cur)
+		if err != nil {
+			continue
+		}
+		want := l.need(hosts)
+		if want <= v {
+			continue
+		}
+		if err := os.WriteFile(l.path, []byte(strconv.Itoa(want)+"\n"), 0o644); err != nil {
+			restore()
+			return nil, func() {}, fmt.Errorf("raising %s to %d: %w", l.path, want, err)
+		}
+		olds = append(olds, old{l.path, cur})
+		changed = append(changed, fmt.Sprintf("%s: %s → %d", strings.TrimPrefix(l.path, "/proc/sys/"), cur, want))
+	}
+	return changed, restore, nil
+}

@@ -68,13 +68,32 @@ func invite(h *lab.Host, n int) ([]string, error) {
 }
 
 // joinAll has every host but the first join h1's mesh with its own token,
-// at most par at once, with the CLI.
-func joinAll(l *lab.Lab, par int) error {
+// at most par at once, with the CLI. A join that fails is tried once more
+// with a fresh token; it returns how many joins needed that.
+func joinAll(l *lab.Lab, par int) (retried int, err error) {
 	toks, err := invite(l.H(1), len(l.Hosts)-1)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return parallel(len(toks), par, func(i int) error { return l.Hosts[i+1].Join(toks[i]) })
+	var mu sync.Mutex
+	err = parallel(len(toks), par, func(i int) error {
+		h := l.Hosts[i+1]
+		err := h.Join(toks[i])
+		if err == nil {
+			return nil
+		}
+		mu.Lock()
+		retried++
+		mu.Unlock()
+		logf("join of %s failed, trying again: %s", h.Name, firstLine(err.Error()))
+		time.Sleep(time.Second)
+		tok, ierr := invite(l.H(1), 1)
+		if ierr != nil {
+			return ierr
+		}
+		return h.Join(tok[0])
+	})
+	return retried, err
 }
 
 // formMesh starts every daemon and links them into one mesh, then waits
@@ -84,14 +103,44 @@ func (b *bench) formMesh(l *lab.Lab, timeout time.Duration) error {
 	if err := startFounderFirst(l, par); err != nil {
 		return err
 	}
-	if err := joinAll(l, par); err != nil {
+	retried, err := joinAll(l, par)
+	if retried > 0 {
+		b.note("Footprint", "Forming a mesh of %d: %d of %d joins failed once and were retried with a fresh invitation.", len(l.Hosts), retried, len(l.Hosts)-1)
+	}
+	if err != nil {
 		return err
 	}
-	poll := 250 * time.Millisecond
 	if len(l.Hosts) > 30 {
-		poll = 2 * time.Second
+		// CheckPeers runs `wg show` in every namespace: too heavy to poll
+		// in a large lab. Poll the admin APIs first.
+		err := lab.Eventually(b.ctx, timeout, 2*time.Second, func() error { return allAlive(l.Hosts) })
+		if err != nil {
+			return err
+		}
+		return lab.Eventually(b.ctx, timeout, 5*time.Second, func() error { return lab.CheckPeers(l.Hosts...) })
 	}
-	return lab.Eventually(b.ctx, timeout, poll, func() error { return lab.CheckPeers(l.Hosts...) })
+	return lab.Eventually(b.ctx, timeout, 250*time.Millisecond, func() error { return lab.CheckPeers(l.Hosts...) })
+}
+
+// allAlive checks, through the admin APIs only, that every host sees every
+// other alive.
+func allAlive(hosts []*lab.Host) error {
+	sts, err := statuses(hosts)
+	if err != nil {
+		return err
+	}
+	for _, st := range sts {
+		alive := 0
+		for _, p := range st.Peers {
+			if p.State == "alive" {
+				alive++
+			}
+		}
+		if alive != len(hosts)-1 {
+			return fmt.Errorf("%s sees %d of %d bootures alive", st.Name, alive, len(hosts)-1)
+		}
+	}
+	return nil
 }
 
 // status returns a host's status through its admin API (cheap: no CLI

@@ -77,6 +77,11 @@ func writeReport(res *Results, mdPath, plotDir string) error {
 	w("| CPU | %s, %d cores (a VM) |\n| memory | %d GiB |\n| kernel | %s |\n| OS | %s |\n| Go | %s |\n| booture | `%s` |\n| tools | %s |\n| date | %s |\n\n",
 		m.CPU, m.Cores, m.MemoryGB, m.Kernel, m.OS, m.Go, m.Commit, m.Tools, res.Started.Format("2006-01-02"))
 	w("The machine is shared: other work may run at the same time, which shows up as spread.\n\n")
+	if len(m.HostLimits) > 0 {
+		w("For its largest labs the run raised these machine-wide kernel limits, and put them back at the end: %s. "+
+			"(The kernel's neighbour table is one for all network namespaces, 1024 entries by default: a lab of N hosts that all talk to each other needs about N×(N−1); past about 30 hosts sends fail with ENOBUFS. Each userspace WireGuard interface takes an inotify instance, 128 per user by default.)\n\n",
+			strings.Join(m.HostLimits, ", "))
+	}
 
 	// Summary.
 	w("## Summary\n\n| figure | median | min–max | runs | goal |\n|---|---|---|---|---|\n")

@@ -48,6 +48,9 @@ type Machine struct {
 	Go       string `json:"go"`
 	Commit   string `json:"commit"`
 	Tools    string `json:"tools"`
+	// HostLimits are the kernel limits the run raised for its labs (put
+	// back at the end).
+	HostLimits []string `json:"host_limits,omitempty"`
 }
 
 // Figure is one measured quantity: its samples (one per round) and their
