@@ -522,6 +522,7 @@ func (b *bench) drillDiskFull() error {
 				logf("umount %s: %v %s (lazy unmount)", h.StateDir, err, out)
 			}
 		}
+		l.OnClose(closerFunc(func() error { return exec.Command("umount", "-l", h.StateDir).Run() }))
 		defer func() { h.Stop(); umount() }()
 		if err := h.Start(); err != nil {
 			return err
@@ -628,3 +629,8 @@ func dirNames(ents []os.DirEntry) string {
 	}
 	return strings.Join(n, " ")
 }
+
+// closerFunc is an io.Closer.
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }

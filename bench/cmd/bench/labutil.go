@@ -17,9 +17,34 @@ import (
 	"github.com/booture/booture/internal/lab"
 )
 
-// newLab makes a lab of n hosts with the run's binaries.
+// newLab makes a lab of n hosts with the run's binaries. Close it; an
+// interrupted run closes every lab at once (closeLabs).
 func (b *bench) newLab(n int, args ...string) (*lab.Lab, error) {
-	return lab.CreateLarge(b.ctx, lab.Options{Hosts: n, Binaries: b.bin, DaemonArgs: args, Logf: logf})
+	l, err := lab.CreateLarge(b.ctx, lab.Options{Hosts: n, Binaries: b.bin, DaemonArgs: args, Logf: logf})
+	if err != nil {
+		return nil, err
+	}
+	labsMu.Lock()
+	labs = append(labs, l)
+	labsMu.Unlock()
+	return l, nil
+}
+
+var (
+	labsMu sync.Mutex
+	labs   []*lab.Lab
+)
+
+// closeLabs closes every lab the run made (Close is idempotent): on
+// Ctrl-C, namespaces and processes go at once, and the sections' commands
+// fail fast.
+func closeLabs() {
+	labsMu.Lock()
+	ls := labs
+	labsMu.Unlock()
+	for _, l := range ls {
+		l.Close()
+	}
 }
 
 // startFounderFirst starts h1, then the other hosts in parallel (at most

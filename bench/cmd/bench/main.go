@@ -166,6 +166,16 @@ func run(ctx context.Context, quick bool, only, out, md, plots string, budget ti
 	}
 	defer restore()
 	b.res.Machine.HostLimits = changed
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-ctx.Done():
+			logf("%s: closing the labs", ctxReason(ctx))
+			closeLabs()
+		case <-stopped:
+		}
+	}()
 	b.res.Command = "bench/run.sh"
 	if quick {
 		b.res.Command = "BENCH_QUICK=1 bench/run.sh"
