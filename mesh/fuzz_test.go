@@ -116,3 +116,41 @@ func FuzzHandshake(f *testing.F) {
 		}
 	})
 }
+
+// Garbage and truncated packets and streams on the gossip port are
+// dropped: the node keeps working and its mesh does not change.
+func TestGarbageOnGossipPort(t *testing.T) {
+	nodes := startCluster(t, 2)
+	a := nodes[0]
+	addr := a.View().Self.Gossip.String()
+	garbage := [][]byte{
+		{}, {0}, {1, 2, 3}, bytes.Repeat([]byte{0xff}, 1400), []byte("BTJ1"), []byte("BTC1\x00\x00"),
+		append([]byte("BTJ1"), 0, 0, 0, 9, 'S'), append([]byte("BTC1"), 0, 0, 0, 3, 'P', '{', '}'),
+	}
+	for i := 0; i < 200; i++ {
+		garbage = append(garbage, randomBytes(1+i*7%1500))
+	}
+	udp, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	for _, g := range garbage {
+		udp.Write(g)
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+		c.Write(g)
+		c.Close()
+	}
+	time.Sleep(500 * time.Millisecond)
+	if !converged(nodes) || len(a.View().Peers) != 1 {
+		t.Fatalf("garbage changed the mesh: %+v", a.View().Peers)
+	}
+	// And the node still works: a new booture joins.
+	c := startTestNode(t, "c", "", Key{})
+	c.joinVia(a)
+	waitFor(t, 20*time.Second, "convergence after garbage", func() bool { return converged(append(nodes, c)) })
+}

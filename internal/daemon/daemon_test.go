@@ -1,9 +1,15 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -66,6 +72,17 @@ type testDaemon struct {
 
 func startDaemon(t *testing.T, name string, dir string, opts ...func(*config.Config)) *testDaemon {
 	t.Helper()
+	return startDaemonWith(t, name, dir, nil, opts...)
+}
+
+// startDaemonLog starts a daemon logging at debug level into w.
+func startDaemonLog(t *testing.T, name string, w io.Writer) *testDaemon {
+	t.Helper()
+	return startDaemonWith(t, name, "", slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})).With("booture", name))
+}
+
+func startDaemonWith(t *testing.T, name string, dir string, log *slog.Logger, opts ...func(*config.Config)) *testDaemon {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -85,7 +102,9 @@ func startDaemon(t *testing.T, name string, dir string, opts ...func(*config.Con
 	ready := make(chan *Daemon, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	td.cancel = cancel
-	log := slog.New(slog.DiscardHandler)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if os.Getenv("BOOTURE_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("booture", name)
 	}
@@ -426,4 +445,124 @@ func goroutines() map[string]string {
 		out[id] = g
 	}
 	return out
+}
+
+// The metrics endpoint serves the SPEC's metrics, opt-in.
+func TestMetrics(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	a := startDaemon(t, "a", "", func(c *config.Config) { c.Metrics = addr })
+	b := startDaemon(t, "b", "")
+	b.join(t, a)
+	if _, err := a.client.AddMember(context.Background(), api.MemberAddRequest{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "peered", func() bool { return peersIn(a, b) })
+	var body string
+	waitFor(t, 10*time.Second, "metrics", func() bool {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		bb, _ := io.ReadAll(resp.Body)
+		body = string(bb)
+		return strings.Contains(body, `booture_peers{state="alive"} 1`)
+	})
+	for _, want := range []string{
+		`booture_peer_rx_bytes_total{kind="booture",peer="b"}`,
+		`booture_peer_tx_bytes_total{kind="member",peer="alice"}`,
+		"booture_reconcile_runs_total", "booture_reconcile_errors_total",
+		`booture_gossip_bytes_total{direction="out"}`, "process_resident_memory_bytes",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(body, "/debug/pprof") {
+		t.Error("profiles served without being asked for")
+	}
+}
+
+// No secret ever reaches the logs: gossip key, private keys (the
+// booture's and a member's), invitation tokens.
+func TestNoSecretInLogs(t *testing.T) {
+	var logs syncBuffer
+	a := startDaemonLog(t, "a", &logs)
+	b := startDaemonLog(t, "b", &logs)
+	inv, err := a.client.Invite(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.client.Join(context.Background(), inv.Token); err != nil {
+		t.Fatal(err)
+	}
+	added, err := a.client.AddMember(context.Background(), api.MemberAddRequest{Name: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startDaemonLog(t, "c", &logs)
+	inv2, _ := b.client.Invite(context.Background(), "")
+	if _, err := c.client.Join(context.Background(), inv2.Token); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "peered", func() bool { return peersIn(a, b, c) })
+	if _, err := a.client.Expel(context.Background(), "c"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+
+	secrets := map[string]string{"invitation": inv.Token, "second invitation": inv2.Token}
+	for _, td := range []*testDaemon{a, b} {
+		key, _ := os.ReadFile(filepath.Join(td.d.cfg.StateDir, KeyFile))
+		secrets[td.name+"'s private key"] = strings.TrimSpace(string(key))
+		var st struct {
+			Credentials struct {
+				Key []byte `json:"gossip_key"`
+			} `json:"credentials"`
+		}
+		raw, _ := os.ReadFile(filepath.Join(td.d.cfg.StateDir, mesh.StateFile))
+		if err := json.Unmarshal(raw, &st); err != nil || len(st.Credentials.Key) != 32 {
+			t.Fatalf("reading %s's gossip key: %v", td.name, err)
+		}
+		secrets[td.name+"'s gossip key"] = base64.StdEncoding.EncodeToString(st.Credentials.Key)
+	}
+	for _, line := range strings.Split(added.Config, "\n") {
+		if k, v, ok := strings.Cut(line, " = "); ok && k == "PrivateKey" {
+			secrets["member's private key"] = v
+		}
+	}
+	text := logs.String()
+	if len(text) < 1000 {
+		t.Fatalf("too few logs captured (%d bytes) for the check to mean anything", len(text))
+	}
+	for what, s := range secrets {
+		if s == "" || len(s) < 20 {
+			t.Fatalf("%s not found for the check", what)
+		}
+		if strings.Contains(text, s) || strings.Contains(text, s[:20]) {
+			t.Errorf("the logs contain %s", what)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

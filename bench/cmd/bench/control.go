@@ -26,8 +26,10 @@ func (b *bench) controlPlane() error {
 	b.note(sec, "Join convergence: a fresh lab per run; h1 starts first, then the others; h1 makes one invitation per booture; then every other booture runs `booture join TOKEN` at the same moment. "+
 		"*peers* is the time from the joins until every booture's `status` lists every other alive and its `wg show` has a peer with its site for each (polled every 100 ms: the poll itself costs CPU on %d cores); "+
 		"*pings* is until pings pass from h1 to all, all to h1, and around the ring.", b.res.Machine.Cores)
-	var peersSeries, pingSeries Series
-	peersSeries.Name, pingSeries.Name = "every peer alive + WireGuard peer", "pings pass (star + ring)"
+	jc := &Curve{ID: "join-convergence", Title: "Join convergence vs number of bootures (namespace lab)", XLabel: "bootures", YLabel: "seconds from the joins",
+		Series: []Series{{Name: "every peer alive + WireGuard peer"}, {Name: "pings pass (star + ring)"}}}
+	b.curve(jc)
+	peersSeries, pingSeries := &jc.Series[0], &jc.Series[1]
 	var kept *lab.Lab
 	defer func() {
 		if kept != nil {
@@ -63,7 +65,6 @@ func (b *bench) controlPlane() error {
 			pingSeries.Points = append(pingSeries.Points, point(float64(n), fa.Samples))
 		}
 	}
-	b.curve(&Curve{ID: "join-convergence", Title: "Join convergence vs number of bootures (namespace lab)", XLabel: "bootures", YLabel: "seconds from the joins", Series: []Series{peersSeries, pingSeries}})
 	b.save()
 	if kept == nil {
 		return fmt.Errorf("no 10-booture mesh for the dead-detection and partition benchmarks")

@@ -265,8 +265,9 @@ func (b *bench) dataPlane() error {
 
 	// MTU choice: restart both bootures with --mtu.
 	mtuTable := fmt.Sprintf("MTU choice on a %d-byte underlay (bootured --mtu, TCP h1 → h2 through the mesh)", lab.MTU)
-	var mtuCurve Series
-	mtuCurve.Name = "embedded wireguard-go"
+	mc := &Curve{ID: "mtu", Title: "TCP throughput through the mesh vs tunnel MTU (underlay 1400)", XLabel: "bootured --mtu", YLabel: "Mbit/s", Series: []Series{{Name: "embedded wireguard-go"}}}
+	b.curve(mc)
+	mtuCurve := &mc.Series[0]
 	for _, m := range []int{1280, mtu, 1420} {
 		args := []string{"--mtu", fmt.Sprint(m)}
 		name := fmt.Sprintf("--mtu %d", m)
@@ -320,6 +321,5 @@ func (b *bench) dataPlane() error {
 	for _, h := range l.Hosts {
 		h.Args = nil
 	}
-	b.curve(&Curve{ID: "mtu", Title: "TCP throughput through the mesh vs tunnel MTU (underlay 1400)", XLabel: "bootured --mtu", YLabel: "Mbit/s", Series: []Series{mtuCurve}})
 	return nil
 }

@@ -21,8 +21,11 @@ func (b *bench) footprint() error {
 	b.note(sec, "Idle footprint: a mesh of N+1 bootures in the lab (each has N peers), formed, then left alone for %v; CPU is measured over the second half of that period from /proc/PID/stat, RSS (VmRSS, and its anonymous part RssAnon: the rest is the mapped binary) at its end. "+
 		"Here the samples are the daemons of one mesh (median and min–max across them), not repeated runs. 0 peers: three bootures that never joined anyone. Gossip is sent + received bytes per second from `status`.", settle)
 	sizes := b.peerSizes()
-	var rssS, anonS, cpuS Series
-	rssS.Name, anonS.Name, cpuS.Name = "VmRSS", "RssAnon", "CPU"
+	rc := &Curve{ID: "rss-vs-peers", Title: "Idle bootured memory vs peers (lab, userspace WireGuard)", XLabel: "peers", YLabel: "MB", Series: []Series{{Name: "VmRSS"}, {Name: "RssAnon"}}}
+	cc := &Curve{ID: "cpu-vs-peers", Title: "Idle bootured CPU vs peers (lab)", XLabel: "peers", YLabel: "% of one core", Series: []Series{{Name: "CPU"}}}
+	b.curve(rc)
+	b.curve(cc)
+	rssS, anonS, cpuS := &rc.Series[0], &rc.Series[1], &cc.Series[0]
 	for _, peers := range sizes {
 		// A mesh of 200 in the lab is heavy on small machines: it needs
 		// time, and it must not eat the budget of the sections after it.
@@ -50,8 +53,6 @@ func (b *bench) footprint() error {
 		b.note(sec, "200 peers in the lab (201 real bootured processes with userspace WireGuard) does not fit a 2-core, 24 GiB machine: when tried (`bench/run.sh -only footprint -peers 200`), each daemon grew to 100–137 MB RSS while the mesh formed (about 23 GB in all, the machine nearly out of memory), the load average reached 545, and the mesh had not formed after 3m50s; the run was stopped. "+
 			"The curve stops at 100 peers; for 200 and 500 bootures see the in-process scale section (gossip only, no WireGuard).")
 	}
-	b.curve(&Curve{ID: "rss-vs-peers", Title: "Idle bootured memory vs peers (lab, userspace WireGuard)", XLabel: "peers", YLabel: "MB", Series: []Series{rssS, anonS}})
-	b.curve(&Curve{ID: "cpu-vs-peers", Title: "Idle bootured CPU vs peers (lab)", XLabel: "peers", YLabel: "% of one core", Series: []Series{cpuS}})
 	return b.membersBench()
 }
 

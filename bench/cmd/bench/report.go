@@ -41,7 +41,11 @@ func writeReport(res *Results, mdPath, plotDir string) error {
 	}
 	plotLinks := map[string][]string{} // section -> markdown lines
 	for _, c := range res.Curves {
-		if len(c.Series) == 0 {
+		npts := 0
+		for _, s := range c.Series {
+			npts += len(s.Points)
+		}
+		if npts == 0 {
 			continue
 		}
 		file := filepath.Join(plotDir, c.ID+".svg")

@@ -29,8 +29,13 @@ func (b *bench) scale() error {
 	}
 	b.note(sec, "`BenchmarkMeshScale` (mesh/scale_test.go) starts N mesh nodes in one process on loopback, each given the mesh's credentials and one seed (as after invitations), and measures the time until every node's gossip lists all N, "+
 		"then, after 5 s of settling, %v of idle: gossip bytes per second per node and the process's CPU divided by N (percent of one core). No WireGuard and no network namespaces: gossip only. All N nodes share the machine's %d cores, so convergence at large N is CPU-bound.", idle, b.res.Machine.Cores)
-	var conv, gossip, cpu Series
-	conv.Name, gossip.Name, cpu.Name = "convergence", "idle gossip out per node", "CPU per node"
+	c1 := &Curve{ID: "scale-convergence", Title: "In-process mesh: convergence time vs nodes", XLabel: "nodes", YLabel: "seconds", Series: []Series{{Name: "convergence"}}}
+	c2 := &Curve{ID: "scale-gossip", Title: "In-process mesh: idle gossip per node vs nodes", XLabel: "nodes", YLabel: "bytes/s sent per node", Series: []Series{{Name: "idle gossip out per node"}}}
+	c3 := &Curve{ID: "scale-cpu", Title: "In-process mesh: idle CPU per node vs nodes", XLabel: "nodes", YLabel: "% of one core per node", Series: []Series{{Name: "CPU per node"}}}
+	b.curve(c1)
+	b.curve(c2)
+	b.curve(c3)
+	conv, gossip, cpu := &c1.Series[0], &c2.Series[0], &c3.Series[0]
 	for _, s := range sizes {
 		// 500 nodes take minutes: skip what does not fit in the budget.
 		need := time.Duration(s.n/4)*time.Second + idle + 30*time.Second
@@ -65,9 +70,6 @@ func (b *bench) scale() error {
 		}
 		b.save()
 	}
-	b.curve(&Curve{ID: "scale-convergence", Title: "In-process mesh: convergence time vs nodes", XLabel: "nodes", YLabel: "seconds", Series: []Series{conv}})
-	b.curve(&Curve{ID: "scale-gossip", Title: "In-process mesh: idle gossip per node vs nodes", XLabel: "nodes", YLabel: "bytes/s sent per node", Series: []Series{gossip}})
-	b.curve(&Curve{ID: "scale-cpu", Title: "In-process mesh: idle CPU per node vs nodes", XLabel: "nodes", YLabel: "% of one core per node", Series: []Series{cpu}})
 	return nil
 }
 
