@@ -57,7 +57,10 @@ func newUserspaceDevice(log *slog.Logger, name string, mtu int) (*userspaceDevic
 	u := &userspaceDevice{
 		name: name,
 		log:  log,
-		dev:  device.NewDevice(smallBatchTUN{tdev}, smallBatchBind{conn.NewDefaultBind()}, logger),
+		// The batches stay wireguard-go's (128): its UDP receive with GRO
+		// assumes full-size batches, and the TUN read uses the larger of
+		// the two. They cost ~24 MiB of buffers, most of the daemon's heap.
+		dev: device.NewDevice(tdev, conn.NewDefaultBind(), logger),
 	}
 	if err := u.listen(); err != nil {
 		u.dev.Close()
@@ -65,33 +68,6 @@ func newUserspaceDevice(log *slog.Logger, name string, mtu int) (*userspaceDevic
 	}
 	return u, nil
 }
-
-// recvBatch is how many datagrams each UDP receive routine of the embedded
-// wireguard-go reads at once. Each needs a 64 KiB buffer (a UDP GRO
-// super-packet), held for the life of the device by each of the two
-// routines (IPv4, IPv6): at wireguard-go's default of 128 that is 16 MiB, most
-// of an idle booture's memory. With GRO each buffer carries up to 64 KiB of
-// data, so a smaller batch costs little throughput on a Pi-sized link.
-const recvBatch = 16
-
-// smallBatchBind is the default bind with a smaller receive batch.
-type smallBatchBind struct{ conn.Bind }
-
-func (smallBatchBind) BatchSize() int { return recvBatch }
-
-// tunBatch is how many packets the embedded wireguard-go reads from the TUN
-// device at once, each in a 64 KiB buffer held for the life of the device
-// (wireguard-go's default: 128, 8 MiB). With TCP segmentation offload one
-// read returns a 64 KiB super-packet split into up to 64 KiB / MSS
-// segments, and the split fails if there are more segments than buffers.
-// The interface MTU is at least 1280, so the MSS is at least 1220 and a
-// super-packet has at most 54 segments: 64 buffers are enough.
-const tunBatch = 64
-
-// smallBatchTUN is a TUN device read in smaller batches.
-type smallBatchTUN struct{ tun.Device }
-
-func (t smallBatchTUN) BatchSize() int { return min(tunBatch, t.Device.BatchSize()) }
 
 // listen opens the UAPI socket and serves it.
 func (u *userspaceDevice) listen() error {

@@ -42,7 +42,7 @@ func (b *bench) controlPlane() error {
 		fa := b.figure(sec, joinTable, fmt.Sprintf("%d bootures: pings pass (star + ring)", n), "s", fp.Command+"; ping mesh IPv4s")
 		for r := 0; r < rounds; r++ {
 			l, tp, ta, err := b.joinOnce(n)
-			if err != nil {
+			if err != nil && tp == 0 {
 				fp.fail(err)
 				if l != nil {
 					l.Close()
@@ -53,7 +53,11 @@ func (b *bench) controlPlane() error {
 				continue
 			}
 			fp.add(tp.Seconds())
-			fa.add(ta.Seconds())
+			if err != nil {
+				fa.fail(err)
+			} else {
+				fa.add(ta.Seconds())
+			}
 			if n == 10 && r == rounds-1 {
 				kept = l
 			} else {
@@ -62,6 +66,8 @@ func (b *bench) controlPlane() error {
 		}
 		if len(fp.Samples) > 0 {
 			peersSeries.Points = append(peersSeries.Points, point(float64(n), fp.Samples))
+		}
+		if len(fa.Samples) > 0 {
 			pingSeries.Points = append(pingSeries.Points, point(float64(n), fa.Samples))
 		}
 	}
@@ -103,7 +109,7 @@ func (b *bench) joinOnce(n int) (*lab.Lab, time.Duration, time.Duration, error) 
 		return l, 0, 0, err
 	}
 	if err := pingStarAndRing(l.Hosts, sts, 30*time.Second); err != nil {
-		return l, 0, 0, err
+		return l, tp, 0, fmt.Errorf("pings did not pass within 30 s: %w", err)
 	}
 	ta := time.Since(t0)
 	logf("join convergence, %d bootures: peers %s, pings %s", n, seconds(tp), seconds(ta))
@@ -190,7 +196,7 @@ func (b *bench) partition(l *lab.Lab) error {
 		for _, c := range d.Checked {
 			d.OK = d.OK && c.OK
 		}
-		b.res.Drills = append(b.res.Drills, d)
+		b.drill(d)
 	}()
 	check := func(what string, err error, detail string) {
 		c := Check{What: what, OK: err == nil, Detail: detail}

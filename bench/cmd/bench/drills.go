@@ -57,7 +57,7 @@ func (b *bench) done(d *drill, err error) {
 	for _, c := range d.Checked {
 		d.OK = d.OK && c.OK
 	}
-	b.res.Drills = append(b.res.Drills, d.Drill)
+	b.drill(d.Drill)
 	b.save()
 }
 

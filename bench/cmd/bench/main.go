@@ -69,6 +69,8 @@ type bench struct {
 	deadline time.Time
 	// peers overrides the footprint's peer counts.
 	peers []int
+	// cur is the id of the section running.
+	cur string
 }
 
 func main() {
@@ -183,7 +185,23 @@ func run(ctx context.Context, quick bool, only, out, md, plots string, budget ti
 	var want []string
 	if only != "" {
 		want = strings.Split(only, ",")
-		b.res.Only = want
+		for _, w := range want {
+			if !slices.Contains(strings.Split(sectionIDs(), ","), w) {
+				fmt.Fprintf(os.Stderr, "bench: -only: no section %q (sections: %s)\n", w, sectionIDs())
+				return 2
+			}
+		}
+		// A partial run updates the last results: what the other
+		// sections measured stays, with when and on what it was measured.
+		if old, err := loadResults(out); err == nil {
+			old.dropSections(append([]string{"build"}, want...))
+			old.Quick, old.Only, old.Command = quick, want, b.res.Command
+			old.Machine, old.Budget, old.Started = b.res.Machine, b.res.Budget, b.res.Started
+			b.res = old
+			logf("updating %s: sections %s run again, the others kept", out, strings.Join(want, ","))
+		} else {
+			b.res.Only = want
+		}
 	}
 	failed := false
 	for _, s := range sections() {
@@ -191,13 +209,14 @@ func run(ctx context.Context, quick bool, only, out, md, plots string, budget ti
 			continue
 		}
 		if ctx.Err() != nil {
-			b.res.Sections = append(b.res.Sections, SectionRun{ID: s.id, Title: s.title, Status: "skipped: " + ctxReason(ctx)})
+			b.res.Sections = append(b.res.Sections, SectionRun{ID: s.id, Title: s.title, Status: "skipped: " + ctxReason(ctx), Started: time.Now(), Commit: b.res.Machine.Commit})
 			continue
 		}
 		logf("==== %s (%s into the run)", s.title, time.Since(b.start).Round(time.Second))
 		t0 := time.Now()
+		b.cur = s.id
 		err := runSection(b, s)
-		sr := SectionRun{ID: s.id, Title: s.title, Seconds: time.Since(t0).Seconds(), Status: "ok"}
+		sr := SectionRun{ID: s.id, Title: s.title, Seconds: time.Since(t0).Seconds(), Status: "ok", Started: t0, Commit: b.res.Machine.Commit}
 		if err != nil {
 			sr.Status = "error: " + err.Error()
 			if ctx.Err() != nil {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -69,7 +70,7 @@ func writeReport(res *Results, mdPath, plotDir string) error {
 		kind = "a **quick** run (`BENCH_QUICK=1`: fewer rounds, shorter runs, smaller meshes)"
 	}
 	if len(res.Only) > 0 {
-		kind += " of the sections " + strings.Join(res.Only, ", ") + " only"
+		kind += " of the sections " + strings.Join(res.Only, ", ") + " (the other sections' figures are from earlier runs: see \"The run\" at the end for when each section ran, on which commit)"
 	}
 	w("These figures come from %s started %s, which took %s (budget %s). Raw samples: `bench/results/latest.json` (not committed).\n\n",
 		kind, res.Started.Format("2006-01-02 15:04 MST"), fmtDur(res.WallSeconds), res.Budget)
@@ -192,9 +193,15 @@ func writeReport(res *Results, mdPath, plotDir string) error {
 		}
 	}
 
-	w("## The run\n\n| section | status | time |\n|---|---|---|\n")
-	for _, s := range res.Sections {
-		w("| %s | %s | %s |\n", s.Title, mdEscape(firstLine(s.Status)), fmtDur(s.Seconds))
+	w("## The run\n\n| section | status | took | started | commit |\n|---|---|---|---|---|\n")
+	order := map[string]int{}
+	for i, s := range sections() {
+		order[s.id] = i
+	}
+	runs := slices.Clone(res.Sections)
+	slices.SortStableFunc(runs, func(a, b SectionRun) int { return order[a.ID] - order[b.ID] })
+	for _, s := range runs {
+		w("| %s | %s | %s | %s | `%s` |\n", s.Title, mdEscape(firstLine(s.Status)), fmtDur(s.Seconds), s.Started.Format("2006-01-02 15:04"), s.Commit)
 	}
 	w("\n## How to rerun\n\n```sh\nmake bench                      # everything, as root (installs iperf3, wrk, nginx-light; ≤ 25 min)\n" +
 		"BENCH_QUICK=1 make bench        # a smoke run (about 5 min)\n" +

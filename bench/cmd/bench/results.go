@@ -32,10 +32,12 @@ type Results struct {
 
 // SectionRun says how a section went.
 type SectionRun struct {
-	ID      string  `json:"id"`
-	Title   string  `json:"title"`
-	Status  string  `json:"status"`
-	Seconds float64 `json:"seconds"`
+	ID      string    `json:"id"`
+	Title   string    `json:"title"`
+	Status  string    `json:"status"`
+	Seconds float64   `json:"seconds"`
+	Started time.Time `json:"started"`
+	Commit  string    `json:"commit"`
 }
 
 // Machine describes where the run happened.
@@ -56,6 +58,9 @@ type Machine struct {
 // Figure is one measured quantity: its samples (one per round) and their
 // summary.
 type Figure struct {
+	// By is the id of the section of the run that made it (-only reruns
+	// replace what their sections made).
+	By      string    `json:"by"`
 	Section string    `json:"section"`
 	Table   string    `json:"table"`
 	Name    string    `json:"name"`
@@ -72,6 +77,7 @@ type Figure struct {
 
 // Curve is a plot: series of (x, median, min, max) points.
 type Curve struct {
+	By     string   `json:"by"`
 	ID     string   `json:"id"`
 	Title  string   `json:"title"`
 	XLabel string   `json:"x_label"`
@@ -97,6 +103,7 @@ type Point struct {
 
 // Drill is a fault drill's report.
 type Drill struct {
+	By      string   `json:"by"`
 	Name    string   `json:"name"`
 	What    string   `json:"what"`
 	Command string   `json:"command"`
@@ -115,6 +122,7 @@ type Check struct {
 
 // Note is something the report says about a section.
 type Note struct {
+	By      string `json:"by"`
 	Section string `json:"section"`
 	Text    string `json:"text"`
 }
@@ -126,7 +134,7 @@ func (b *bench) figure(section, table, name, unit, command string) *Figure {
 			return f
 		}
 	}
-	f := &Figure{Section: section, Table: table, Name: name, Unit: unit, Command: command}
+	f := &Figure{By: b.cur, Section: section, Table: table, Name: name, Unit: unit, Command: command}
 	b.res.Figures = append(b.res.Figures, f)
 	return f
 }
@@ -166,11 +174,30 @@ func (f *Figure) note(s string) {
 }
 
 func (b *bench) note(section, format string, args ...any) {
-	b.res.Notes = append(b.res.Notes, Note{Section: section, Text: fmt.Sprintf(format, args...)})
+	b.res.Notes = append(b.res.Notes, Note{By: b.cur, Section: section, Text: fmt.Sprintf(format, args...)})
 }
 
 // curve adds a curve.
-func (b *bench) curve(c *Curve) { b.res.Curves = append(b.res.Curves, c) }
+func (b *bench) curve(c *Curve) {
+	c.By = b.cur
+	b.res.Curves = append(b.res.Curves, c)
+}
+
+// drill files a drill's report.
+func (b *bench) drill(d *Drill) {
+	d.By = b.cur
+	b.res.Drills = append(b.res.Drills, d)
+}
+
+// dropSections removes from r what the given sections made (before they
+// run again).
+func (r *Results) dropSections(ids []string) {
+	r.Figures = slices.DeleteFunc(r.Figures, func(f *Figure) bool { return slices.Contains(ids, f.By) })
+	r.Curves = slices.DeleteFunc(r.Curves, func(c *Curve) bool { return slices.Contains(ids, c.By) })
+	r.Drills = slices.DeleteFunc(r.Drills, func(d *Drill) bool { return slices.Contains(ids, d.By) })
+	r.Notes = slices.DeleteFunc(r.Notes, func(n Note) bool { return slices.Contains(ids, n.By) })
+	r.Sections = slices.DeleteFunc(r.Sections, func(s SectionRun) bool { return slices.Contains(ids, s.ID) })
+}
 
 // point summarises samples at x.
 func point(x float64, samples []float64) Point {
