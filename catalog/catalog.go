@@ -47,6 +47,20 @@ const (
 	HealthUnhealthy Health = "unhealthy" // not serving (maintenance, upstream down)
 )
 
+// Rank orders health from best to worst: healthy, degraded, unknown,
+// unhealthy.
+func (h Health) Rank() int {
+	switch h {
+	case HealthHealthy:
+		return 0
+	case HealthDegraded:
+		return 1
+	case HealthUnhealthy:
+		return 3
+	}
+	return 2
+}
+
 // Spec is one service declared in a booture's config file:
 //
 //	[[service]]

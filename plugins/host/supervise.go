@@ -529,23 +529,11 @@ func (m *Manager) readyLocked(sp *supervised, rep wire.Report) bool {
 		if st == catalog.HealthHealthy || st == catalog.HealthDegraded {
 			continue
 		}
-		if rankHealth(st) > rankHealth(s.health) {
+		if st.Rank() > s.health.Rank() {
 			return false
 		}
 	}
 	return true
-}
-
-func rankHealth(h catalog.Health) int {
-	switch h {
-	case catalog.HealthHealthy:
-		return 0
-	case catalog.HealthDegraded:
-		return 1
-	case catalog.HealthUnhealthy:
-		return 3
-	}
-	return 2
 }
 
 // publish makes inst's routes the plugin's, all services at once.

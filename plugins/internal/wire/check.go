@@ -214,7 +214,7 @@ func ServiceHealth(r Report, service string) (catalog.Health, string) {
 			continue
 		}
 		found = true
-		if rank(c.State) > rank(state) {
+		if c.State.Rank() > state.Rank() {
 			state, msg = c.State, c.Name+": "+c.Message
 		}
 	}
@@ -222,17 +222,4 @@ func ServiceHealth(r Report, service string) (catalog.Health, string) {
 		return r.State, r.Message
 	}
 	return state, msg
-}
-
-// rank orders health from best to worst, unknown before unhealthy.
-func rank(h catalog.Health) int {
-	switch h {
-	case catalog.HealthHealthy:
-		return 0
-	case catalog.HealthDegraded:
-		return 1
-	case catalog.HealthUnhealthy:
-		return 3
-	}
-	return 2
 }
