@@ -36,6 +36,12 @@ type MemberPeer struct {
 	PublicKey  Key
 	IPv4, IPv6 netip.Addr
 	FullTunnel bool
+	// Reach, when set, is where the member was last seen: the booture
+	// starts a handshake there itself (a keepalive) instead of waiting for
+	// the member to retry, after the booture restarted or the member was
+	// enabled again. It is set for a short while only: WireGuard follows a
+	// roaming member by itself, and a stale endpoint must not undo that.
+	Reach netip.AddrPort
 }
 
 // PlanInput is everything the desired network state depends on.
@@ -114,7 +120,11 @@ func Plan(in PlanInput) netcfg.Config {
 		if m.IPv6.IsValid() {
 			allowed = append(allowed, netip.PrefixFrom(m.IPv6, 128))
 		}
-		cfg.Peers = append(cfg.Peers, netcfg.Peer{PublicKey: m.PublicKey.WG(), AllowedIPs: allowed})
+		peer := netcfg.Peer{PublicKey: m.PublicKey.WG(), AllowedIPs: allowed}
+		if m.Reach.IsValid() {
+			peer.Endpoint, peer.PersistentKeepalive = m.Reach, PeerKeepalive
+		}
+		cfg.Peers = append(cfg.Peers, peer)
 		if m.FullTunnel {
 			if m.IPv4.IsValid() {
 				cfg.Firewall.FullTunnel = append(cfg.Firewall.FullTunnel, m.IPv4)

@@ -61,6 +61,7 @@ type Daemon struct {
 	priv     mesh.Key
 	node     *mesh.Node
 	members  *members.Registry
+	reach    *reacher
 	applier  netcfg.Applier
 	rec      *reconciler
 	registry *prometheus.Registry
@@ -166,6 +167,8 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		d.applier.Close()
 		return nil, err
 	}
+	d.reach = newReacher(cfg.StateDir)
+	d.reach.reachAll(time.Now())
 	if err := d.openMembers(); err != nil {
 		d.node.Close()
 		d.applier.Close()
@@ -218,8 +221,9 @@ func (d *Daemon) serve(ctx context.Context, opts Options) (err error) {
 	if err := d.node.Start(ctx); err != nil {
 		return err
 	}
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); tuneMemory(ctx) }()
+	go func() { defer wg.Done(); d.watchMembers(ctx, 2*time.Second) }()
 	go func() { defer wg.Done(); d.rec.run(ctx) }()
 	go func() {
 		defer wg.Done()
@@ -299,18 +303,24 @@ func (d *Daemon) desired() (netcfg.Config, time.Duration, error) {
 	if err := d.syncMemberSite(v); err != nil {
 		return netcfg.Config{}, 0, err
 	}
+	now := time.Now()
+	members, reachEnds := d.memberPeers(now)
 	in := mesh.PlanInput{
 		View:                v,
-		Members:             d.memberPeers(),
+		Members:             members,
 		PrivateKey:          d.priv,
 		Interface:           d.cfg.Interface,
 		ListenPort:          d.cfg.WGPort,
 		MTU:                 d.cfg.MTU,
 		AllowMemberToMember: d.cfg.AllowMemberToMember,
 		Uplink:              d.cfg.Uplink,
-		Now:                 time.Now(),
+		Now:                 now,
 	}
-	return mesh.Plan(in), mesh.PlanRecheck(in), nil
+	recheck := mesh.PlanRecheck(in)
+	if reachEnds > 0 && (recheck == 0 || reachEnds < recheck) {
+		recheck = reachEnds
+	}
+	return mesh.Plan(in), recheck, nil
 }
 
 // Node returns the mesh node (tests).

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -68,15 +70,23 @@ func (d *Daemon) syncMemberSite(v mesh.View) error {
 	return nil
 }
 
-// memberPeers returns the enabled members for the plan.
-func (d *Daemon) memberPeers() []mesh.MemberPeer {
+// memberPeers returns the enabled members for the plan, and how long until
+// a member's reach window ends (0 if none is open).
+func (d *Daemon) memberPeers(now time.Time) ([]mesh.MemberPeer, time.Duration) {
 	var out []mesh.MemberPeer
+	var next time.Duration
 	for _, m := range d.members.List() {
-		if m.Enabled() {
-			out = append(out, mesh.MemberPeer{PublicKey: mesh.Key(m.PublicKey), IPv4: m.IPv4, IPv6: m.IPv6, FullTunnel: m.FullTunnel})
+		if !m.Enabled() {
+			continue
 		}
+		key := mesh.Key(m.PublicKey)
+		reach, until := d.reach.endpoint(key, now)
+		if left := until.Sub(now); reach.IsValid() && (next == 0 || left < next) {
+			next = left
+		}
+		out = append(out, mesh.MemberPeer{PublicKey: key, IPv4: m.IPv4, IPv6: m.IPv6, FullTunnel: m.FullTunnel, Reach: reach})
 	}
-	return out
+	return out, next
 }
 
 func (d *Daemon) memberCount() int { return d.members.Len() }
@@ -191,7 +201,16 @@ func (d *Daemon) SetMemberEnabled(ctx context.Context, name string, enabled bool
 	var err error
 	if enabled {
 		m, err = d.members.Enable(name)
+		if err == nil {
+			d.reach.reach(mesh.Key(m.PublicKey), time.Now())
+		}
 	} else {
+		// Remember where it is, to reach it at once when enabled again.
+		if cur, gerr := d.members.Get(name); gerr == nil {
+			if p, ok := d.livePeers(ctx)[mesh.Key(cur.PublicKey)]; ok && p.Endpoint.IsValid() {
+				d.reach.observe(map[mesh.Key]netip.AddrPort{mesh.Key(cur.PublicKey): p.Endpoint})
+			}
+		}
 		m, err = d.members.Disable(name)
 	}
 	if err != nil {
@@ -206,9 +225,11 @@ func (d *Daemon) SetMemberEnabled(ctx context.Context, name string, enabled bool
 
 // RemoveMember implements api.Backend.
 func (d *Daemon) RemoveMember(ctx context.Context, name string) error {
-	if _, err := d.members.Remove(name); err != nil {
+	m, err := d.members.Remove(name)
+	if err != nil {
 		return memberError(err)
 	}
+	d.reach.forget(mesh.Key(m.PublicKey))
 	d.log.Info("member removed", "member", name)
 	return d.reconcileNow(ctx)
 }
