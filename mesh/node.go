@@ -345,6 +345,9 @@ func (n *Node) startGossip() error {
 	if err != nil {
 		return err
 	}
+	// Keep the port a first start picked (tests use port 0): a gossip
+	// restart (a change of mesh) must not move this booture.
+	n.cfg.GossipPort = port
 	mt := newMuxTransport(inner, n.handleStream, &n.counters, n.log)
 
 	n.mu.Lock()

@@ -115,8 +115,13 @@ func startDaemonWith(t *testing.T, name string, dir string, log *slog.Logger, op
 			NewApplier: func(*slog.Logger, config.Config, netip.Addr) (netcfg.Applier, error) {
 				return rec, nil
 			},
-			Transport: func(bind netip.Addr, _ int) (memberlist.NodeAwareTransport, int, error) {
-				return mesh.NetTransport(bind, 0)
+			// Any free port at first (many daemons share loopback), then
+			// the same one across gossip restarts, as a real booture.
+			Transport: func(bind netip.Addr, port int) (memberlist.NodeAwareTransport, int, error) {
+				if port == cfg.GossipPort {
+					port = 0
+				}
+				return mesh.NetTransport(bind, port)
 			},
 			RejoinInterval: time.Second,
 			DisableGateway: true,
