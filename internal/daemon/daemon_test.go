@@ -483,6 +483,7 @@ func TestMetrics(t *testing.T) {
 		`booture_peer_tx_bytes_total{kind="member",peer="alice"}`,
 		"booture_reconcile_runs_total", "booture_reconcile_errors_total",
 		`booture_gossip_bytes_total{direction="out"}`, "process_resident_memory_bytes",
+		"booture_members 1",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)

@@ -11,7 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/booture/booture/catalog"
 	"github.com/booture/booture/mesh"
+	"github.com/booture/booture/plugins/host"
 )
 
 // The daemon's metrics are read from its parts at scrape time, so nothing
@@ -27,6 +29,10 @@ var (
 	descGossip    = prometheus.NewDesc("booture_gossip_bytes_total", "Gossip traffic.", []string{"direction"}, nil)
 	descEpoch     = prometheus.NewDesc("booture_gossip_key_epoch", "Number of gossip key changes (expulsions) of the mesh.", nil, nil)
 	descConflicts = prometheus.NewDesc("booture_site_conflicts", "Site conflicts recorded.", nil, nil)
+	descService   = prometheus.NewDesc("booture_service_health", "Health of this booture's services (1 for the current state).", []string{"service", "health"}, nil)
+	descPlugin    = prometheus.NewDesc("booture_plugin_state", "State of each plugin (1 for the current state).", []string{"plugin", "state"}, nil)
+	descRestarts  = prometheus.NewDesc("booture_plugin_restarts_total", "Restarts of each plugin after a crash or a hang.", []string{"plugin"}, nil)
+	descMembers   = prometheus.NewDesc("booture_members", "VPN members of this booture.", nil, nil)
 )
 
 type collector struct{ d *Daemon }
@@ -63,6 +69,25 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(st.GossipTraffic.Out), "out")
 	ch <- prometheus.MustNewConstMetric(descEpoch, prometheus.GaugeValue, float64(st.Epoch))
 	ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.GaugeValue, float64(len(st.Conflicts)))
+	ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(st.Members))
+	for _, svc := range c.d.plugins.Services() {
+		for _, h := range []catalog.Health{catalog.HealthHealthy, catalog.HealthDegraded, catalog.HealthUnhealthy, catalog.HealthUnknown} {
+			ch <- prometheus.MustNewConstMetric(descService, prometheus.GaugeValue, boolValue(svc.Health == h), svc.Name, string(h))
+		}
+	}
+	for _, p := range c.d.plugins.List() {
+		for _, s := range []host.State{host.StateStarting, host.StateRunning, host.StateBackoff, host.StateFailed, host.StateStopped} {
+			ch <- prometheus.MustNewConstMetric(descPlugin, prometheus.GaugeValue, boolValue(p.State == s), p.Name, string(s))
+		}
+		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(p.Restarts), p.Name)
+	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (d *Daemon) registerMetrics() {

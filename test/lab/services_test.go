@@ -56,7 +56,7 @@ access = "members"
 [service.settings]
 root = %q
 `, filepath.Join(dir, "site"), filepath.Join(dir, "private"))), 0o644))
-	h2.Args = []string{"--config", conf, "--plugin-dir", plugins}
+	h2.Args = []string{"--config", conf, "--plugin-dir", plugins, "--metrics", "127.0.0.1:9477"}
 
 	must(t, h1.Start())
 	must(t, l.StartAll(h2, h3))
@@ -122,6 +122,20 @@ root = %q
 	if !strings.HasSuffix(r.Stdout, "403") || strings.Contains(r.Stdout, www["private"]) {
 		t.Fatalf("a member of h1 got h2's members-only service: %q", r.Stdout)
 	}
+	// Metrics: services' health, plugins, proxy requests.
+	r = h2.NS.Run("curl", "-sS", "--max-time", "5", "http://127.0.0.1:9477/metrics")
+	must(t, r.Error())
+	for _, want := range []string{
+		`booture_service_health{health="healthy",service="site"} 1`,
+		`booture_plugin_state{plugin="staticsite",state="running"} 1`,
+		`booture_gateway_http_requests_total{code="200",service="site"}`,
+		`booture_gateway_http_requests_total{code="403",service="private"}`,
+	} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("h2's metrics lack %s", want)
+		}
+	}
+
 	// Offline, a name outside the mesh fails at once (no upstream).
 	start := time.Now()
 	r = alice.NS.Run("getent", "hosts", "www.example.org")
