@@ -9,25 +9,41 @@ import (
 	"time"
 )
 
-// A booture runs on a Raspberry Pi next to the association's services: the
-// daemon keeps its memory small rather than quick to grow. Most of an idle
-// daemon's heap is the embedded WireGuard's packet buffers; after a burst
-// of traffic the freed memory stays with the process unless something asks
-// the runtime to hand it back. A soft memory limit does that continuously:
-// the daemon sets it a little above the live heap and moves it with the
-// live heap, so it never makes the collector run non-stop (as a fixed limit
-// below a big mesh's needs would) and idle memory goes back to the system.
+// A booture runs on a Raspberry Pi next to the association's services: at
+// rest the daemon should take little memory, and under traffic it should not
+// be slower than WireGuard alone. Most of the daemon's heap is the embedded
+// WireGuard's packet buffers, which it pools: collected too often, the pools
+// empty and every packet allocates again (throughput drops threefold);
+// collected too rarely, memory a burst of traffic used stays with the
+// process. So the daemon watches its allocation rate and sets a soft memory
+// limit to match:
+//   - at rest, a little above the live heap: the runtime hands freed memory
+//     back to the system;
+//   - under traffic, busyMemoryLimit (or twice the live heap if more): the
+//     pools stay full, and memory stays bounded.
 // GOGC or GOMEMLIMIT in the environment turn this off.
 
-// memoryPeriod is how often the limit follows the live heap.
-const memoryPeriod = 30 * time.Second
+// memoryPeriod is how often the limit is reconsidered.
+const memoryPeriod = 2 * time.Second
 
-// Limit = live heap × 5/4 + headroom (stacks, runtime metadata, a burst),
-// at least minMemoryLimit.
 const (
+	// At rest: live heap × 5/4 + headroom, at least minMemoryLimit.
 	memoryHeadroom = 8 << 20
 	minMemoryLimit = 16 << 20
+	// busyAllocRate (bytes/s) marks traffic.
+	busyAllocRate = 4 << 20
+	// busyMemoryLimit is the limit under traffic.
+	busyMemoryLimit = 96 << 20
 )
+
+// memoryLimit returns the soft limit for a live heap and an allocation
+// rate.
+func memoryLimit(live, allocRate uint64) int64 {
+	if allocRate >= busyAllocRate {
+		return max(busyMemoryLimit, int64(live)*2)
+	}
+	return max(minMemoryLimit, int64(live)*5/4+memoryHeadroom)
+}
 
 // tuneMemory runs until ctx ends, adjusting the soft memory limit.
 func tuneMemory(ctx context.Context) {
@@ -35,14 +51,21 @@ func tuneMemory(ctx context.Context) {
 		return
 	}
 	defer debug.SetMemoryLimit(math.MaxInt64)
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
 	t := time.NewTicker(memoryPeriod)
 	defer t.Stop()
+	var lastAllocs uint64
+	last := time.Now()
 	for {
-		metrics.Read(sample)
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			live := int64(sample[0].Value.Uint64())
-			debug.SetMemoryLimit(max(minMemoryLimit, live*5/4+memoryHeadroom))
+		metrics.Read(samples)
+		if samples[0].Value.Kind() == metrics.KindUint64 && samples[1].Value.Kind() == metrics.KindUint64 {
+			allocs := samples[1].Value.Uint64()
+			rate := uint64(float64(allocs-lastAllocs) / max(time.Since(last).Seconds(), 0.001))
+			if lastAllocs == 0 {
+				rate = 0
+			}
+			lastAllocs, last = allocs, time.Now()
+			debug.SetMemoryLimit(memoryLimit(samples[0].Value.Uint64(), rate))
 		}
 		select {
 		case <-ctx.Done():
