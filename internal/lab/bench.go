@@ -307,15 +307,19 @@ var hostLimits = []hostLimit{
 // RaiseHostLimits raises the machine-wide kernel limits that a lab of
 // hosts bootures needs (see hostLimits), never lowering one, and returns
 // what it changed (as "path: old → new") and a function that puts the old
-// values back.
+// values back (each only if nobody changed it since).
 func RaiseHostLimits(hosts int) (changed []string, restore func(), err error) {
 	type old struct {
-		path string
-		val  string
+		path     string
+		val, set string
 	}
 	var olds []old
 	restore = func() {
 		for i := len(olds) - 1; i >= 0; i-- {
+			b, err := os.ReadFile(olds[i].path)
+			if err != nil || strings.TrimSpace(string(b)) != olds[i].set {
+				continue // changed by someone else meanwhile: theirs now
+			}
 			os.WriteFile(olds[i].path, []byte(olds[i].val+"\n"), 0o644)
 		}
 	}
@@ -337,7 +341,7 @@ func RaiseHostLimits(hosts int) (changed []string, restore func(), err error) {
 			restore()
 			return nil, func() {}, fmt.Errorf("raising %s to %d: %w", l.path, want, err)
 		}
-		olds = append(olds, old{l.path, cur})
+		olds = append(olds, old{l.path, cur, strconv.Itoa(want)})
 		changed = append(changed, fmt.Sprintf("%s: %s → %d", strings.TrimPrefix(l.path, "/proc/sys/"), cur, want))
 	}
 	return changed, restore, nil

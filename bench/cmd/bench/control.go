@@ -25,7 +25,7 @@ func (b *bench) controlPlane() error {
 	rounds := b.rounds(3, 1)
 	b.note(sec, "Join convergence: a fresh lab per run; h1 starts first, then the others; h1 makes one invitation per booture; then every other booture runs `booture join TOKEN` at the same moment. "+
 		"*peers* is the time from the joins until every booture's `status` lists every other alive and its `wg show` has a peer with its site for each (polled every 100 ms: the poll itself costs CPU on %d cores); "+
-		"*pings* is until pings pass from h1 to all, all to h1, and around the ring.", b.res.Machine.Cores)
+		"*pings* is until pings pass from h1 to all, all to h1, and around the ring (a ping without reply is sent again after its 1 s wait, so *pings* has a resolution of about 1 s: a first packet that waits for a WireGuard handshake costs a second).", b.res.Machine.Cores)
 	jc := &Curve{ID: "join-convergence", Title: "Join convergence vs number of bootures (namespace lab)", XLabel: "bootures", YLabel: "seconds from the joins",
 		Series: []Series{{Name: "every peer alive + WireGuard peer"}, {Name: "pings pass (star + ring)"}}}
 	b.curve(jc)

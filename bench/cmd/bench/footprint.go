@@ -29,8 +29,8 @@ func (b *bench) footprint() error {
 	for _, peers := range sizes {
 		// A mesh of 200 in the lab is heavy on small machines: it needs
 		// time, and it must not eat the budget of the sections after it.
-		need := time.Duration(peers+1)*1500*time.Millisecond + settle + time.Minute
-		if b.left() < need+b.dur(7*time.Minute, 2*time.Minute) {
+		need := time.Duration(peers+1)*900*time.Millisecond + settle + 40*time.Second
+		if b.left() < need+b.dur(6*time.Minute, 2*time.Minute) {
 			b.note(sec, "%d peers: skipped, not enough time left in the budget (needs about %v).", peers, need.Round(time.Second))
 			continue
 		}
@@ -89,7 +89,7 @@ func (b *bench) idleMesh(peers int, settle time.Duration) (*idleResult, error) {
 		if err := l.StartAll(); err != nil {
 			return nil, err
 		}
-	} else if err := b.formMesh(l, time.Duration(30+peers)*time.Second); err != nil {
+	} else if err := b.formMesh(l, time.Duration(60+peers*3/2)*time.Second); err != nil {
 		return nil, fmt.Errorf("mesh of %d did not form: %w", n, err)
 	}
 	formed := time.Since(t0)

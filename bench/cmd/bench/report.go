@@ -40,6 +40,12 @@ func writeReport(res *Results, mdPath, plotDir string) error {
 	if err := os.MkdirAll(plotDir, 0o755); err != nil {
 		return err
 	}
+	// The plots are all made again from the results: old ones go.
+	if old, err := filepath.Glob(filepath.Join(plotDir, "*.svg")); err == nil {
+		for _, f := range old {
+			os.Remove(f)
+		}
+	}
 	plotLinks := map[string][]string{} // section -> markdown lines
 	for _, c := range res.Curves {
 		npts := 0

@@ -36,39 +36,60 @@ func (b *bench) scale() error {
 	b.curve(c2)
 	b.curve(c3)
 	conv, gossip, cpu := &c1.Series[0], &c2.Series[0], &c3.Series[0]
+	// First every size once (500 included), then more runs of the smaller
+	// sizes while the budget lasts.
+	type fig struct{ conv, out, in, cpu *Figure }
+	figs := map[int]fig{}
 	for _, s := range sizes {
-		// 500 nodes take minutes: skip what does not fit in the budget.
-		need := time.Duration(s.n/4)*time.Second + idle + 30*time.Second
 		c := fmt.Sprintf("BOOTURE_SCALE_NODES=%d BOOTURE_SCALE_IDLE=%v go test -run '^$' -bench MeshScale -benchtime 1x ./mesh/", s.n, idle)
-		fc := b.figure(sec, table, fmt.Sprintf("%d nodes: convergence", s.n), "s", c)
-		fg := b.figure(sec, table, fmt.Sprintf("%d nodes: idle gossip out per node", s.n), "B/s", c)
-		fgi := b.figure(sec, table, fmt.Sprintf("%d nodes: idle gossip in per node", s.n), "B/s", c)
-		fu := b.figure(sec, table, fmt.Sprintf("%d nodes: idle CPU per node", s.n), "% of a core", c)
-		for r := 0; r < s.runs; r++ {
+		figs[s.n] = fig{
+			b.figure(sec, table, fmt.Sprintf("%d nodes: convergence", s.n), "s", c),
+			b.figure(sec, table, fmt.Sprintf("%d nodes: idle gossip out per node", s.n), "B/s", c),
+			b.figure(sec, table, fmt.Sprintf("%d nodes: idle gossip in per node", s.n), "B/s", c),
+			b.figure(sec, table, fmt.Sprintf("%d nodes: idle CPU per node", s.n), "% of a core", c),
+		}
+	}
+	maxRuns := 0
+	for _, s := range sizes {
+		maxRuns = max(maxRuns, s.runs)
+	}
+	for r := 0; r < maxRuns; r++ {
+		for _, s := range sizes {
+			if r >= s.runs {
+				continue
+			}
+			f := figs[s.n]
+			// 500 nodes take minutes: skip what does not fit in the budget.
+			need := time.Duration(s.n/4)*time.Second + idle + 30*time.Second
 			if b.left() < need+b.reserve() {
-				fc.fail(fmt.Errorf("skipped: not enough time left in the budget"))
-				break
+				if r == 0 {
+					f.conv.fail(fmt.Errorf("skipped: not enough time left in the budget"))
+				}
+				continue
 			}
 			m, err := b.runScale(testBin, s.n, idle)
 			if err != nil {
-				fc.fail(err)
+				f.conv.fail(err)
 				if b.ctx.Err() != nil {
 					return err
 				}
 				continue
 			}
-			fc.add(m["s-to-converge"])
-			fg.add(m["gossip-B/s/node-out"])
-			fgi.add(m["gossip-B/s/node-in"])
-			fu.add(m["cpu-%/node"])
+			f.conv.add(m["s-to-converge"])
+			f.out.add(m["gossip-B/s/node-out"])
+			f.in.add(m["gossip-B/s/node-in"])
+			f.cpu.add(m["cpu-%/node"])
 			logf("scale %d: converged %.1fs, %.0f B/s/node, %.3f%% CPU/node", s.n, m["s-to-converge"], m["gossip-B/s/node-out"], m["cpu-%/node"])
+			conv.Points, gossip.Points, cpu.Points = nil, nil, nil
+			for _, s := range sizes {
+				if f := figs[s.n]; len(f.conv.Samples) > 0 {
+					conv.Points = append(conv.Points, point(float64(s.n), f.conv.Samples))
+					gossip.Points = append(gossip.Points, point(float64(s.n), f.out.Samples))
+					cpu.Points = append(cpu.Points, point(float64(s.n), f.cpu.Samples))
+				}
+			}
+			b.save()
 		}
-		if len(fc.Samples) > 0 {
-			conv.Points = append(conv.Points, point(float64(s.n), fc.Samples))
-			gossip.Points = append(gossip.Points, point(float64(s.n), fg.Samples))
-			cpu.Points = append(cpu.Points, point(float64(s.n), fu.Samples))
-		}
-		b.save()
 	}
 	return nil
 }
