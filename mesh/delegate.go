@@ -155,13 +155,55 @@ func (n *Node) isLiveLocked(k Key) bool {
 	return ok
 }
 
+// byNameLocked returns the roster's record of the booture called name.
+// Gossip asks this for every alive message, so it is an index lookup; every
+// change of the roster's keys, names or left marks drops the index. When
+// several records carry the name (a booture reinstalled with a new key),
+// one that has not left is returned.
 func (n *Node) byNameLocked(name string) (Record, bool) {
-	for _, r := range n.roster {
-		if r.Name == name {
-			return r, true
+	if n.names == nil {
+		n.names = make(map[string]Key, len(n.roster))
+		for k, r := range n.roster {
+			if cur, ok := n.names[r.Name]; ok {
+				if c := n.roster[cur]; !c.Left() || r.Left() {
+					continue
+				}
+			}
+			n.names[r.Name] = k
 		}
 	}
-	return Record{}, false
+	k, ok := n.names[name]
+	if !ok {
+		return Record{}, false
+	}
+	r, ok := n.roster[k]
+	if !ok || r.Name != name { // a change that forgot to drop the index
+		n.names = nil
+		return n.byNameLocked(name)
+	}
+	return r, true
+}
+
+// metaEntry is a booture's last decoded node record.
+type metaEntry struct {
+	gossip netip.AddrPort
+	meta   string
+	rec    Record
+	err    error
+}
+
+// decodeMetaLocked is decodeMeta with a memory of the last record of each
+// booture: gossip repeats the same alive messages many times.
+func (n *Node) decodeMetaLocked(name string, gossip netip.AddrPort, b []byte) (Record, error) {
+	if e, ok := n.metas[name]; ok && e.gossip == gossip && e.meta == string(b) {
+		return e.rec, e.err
+	}
+	r, err := decodeMeta(name, gossip, b)
+	if n.metas == nil || len(n.metas) > 4*MaxSite {
+		n.metas = make(map[string]metaEntry)
+	}
+	n.metas[name] = metaEntry{gossip, string(b), r, err}
+	return r, err
 }
 
 // upsertLocked merges r into the roster. live says r comes from the
@@ -188,6 +230,9 @@ func (n *Node) upsertLocked(r Record, live bool) bool {
 	}
 	n.roster[r.PublicKey] = r
 	n.dirty = true
+	if !ok || r.Name != old.Name || r.Left() != old.Left() {
+		n.names = nil
+	}
 	if !ok {
 		return true
 	}
@@ -222,6 +267,7 @@ func (n *Node) applyRevocationsLocked(revs []Revocation) bool {
 		if _, ok := n.roster[rv.Key]; ok {
 			delete(n.roster, rv.Key)
 			delete(n.liveKeys, rv.Key)
+			n.names = nil
 			n.log.Warn("booture expelled from the mesh", "peer", rv.Name, "by", rv.By)
 		}
 	}
@@ -250,12 +296,13 @@ func (e *events) notifyLive(m *memberlist.Node) {
 	if m.Name == n.cfg.Name {
 		return
 	}
-	r, err := decodeMeta(m.Name, nodeGossipAddr(m), m.Meta)
+	n.mu.Lock()
+	r, err := n.decodeMetaLocked(m.Name, nodeGossipAddr(m), m.Meta)
 	if err != nil {
+		n.mu.Unlock()
 		n.log.Warn("ignoring booture with malformed record", "peer", m.Name, "err", err)
 		return
 	}
-	n.mu.Lock()
 	changed := n.upsertLocked(r, true)
 	wasLive := n.isLiveLocked(r.PublicKey)
 	if !wasLive {
@@ -296,12 +343,12 @@ func (e *events) NotifyAlive(m *memberlist.Node) error {
 	if m.Name == n.cfg.Name {
 		return nil
 	}
-	r, err := decodeMeta(m.Name, nodeGossipAddr(m), m.Meta)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r, err := n.decodeMetaLocked(m.Name, nodeGossipAddr(m), m.Meta)
 	if err != nil {
 		return fmt.Errorf("booture %s: %w", m.Name, err)
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	if r.PublicKey == n.pub {
 		return fmt.Errorf("booture %s uses our own public key", m.Name)
 	}

@@ -415,6 +415,7 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 		joiner.Gen = nextGen(joiner.Gen, now)
 		reply.Outcome, reply.Site, reply.Claim = "accept", site, joiner.SiteClaim
 		n.roster[joiner.PublicKey] = joiner
+		n.names = nil
 		reply.Creds = n.payloadLocked()
 	}
 	// Mark the token used before answering: a token works once, even if
@@ -428,6 +429,7 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 		} else {
 			delete(n.roster, joiner.PublicKey)
 		}
+		n.names = nil
 		return reply, nil, "refused", "the inviter could not save its state"
 	}
 	reply.joiner = joiner

@@ -156,10 +156,12 @@ type Node struct {
 	opMu sync.Mutex
 
 	mu       sync.Mutex
-	st       persisted         // Roster is kept in roster while running
-	roster   map[Key]Record    // other bootures, by public key
-	liveKeys map[Key]time.Time // bootures gossip sees up, and since when
-	logged   map[Key]PeerState // last state logged per booture
+	st       persisted            // Roster is kept in roster while running
+	roster   map[Key]Record       // other bootures, by public key
+	names    map[string]Key       // roster by name (nil: rebuilt on use), see byNameLocked
+	metas    map[string]metaEntry // last record decoded per booture name, see decodeMetaLocked
+	liveKeys map[Key]time.Time    // bootures gossip sees up, and since when
+	logged   map[Key]PeerState    // last state logged per booture
 
 	localServices []catalog.Service    // this booture's catalog
 	servicesSet   bool                 // SetServices was called since start
@@ -498,6 +500,7 @@ func (n *Node) pruneLocked() {
 		if r.Left() && now.Sub(time.UnixMilli(r.LeftAt)) > leftRetention {
 			delete(n.roster, k)
 			delete(n.retry, k)
+			n.names = nil
 			n.dirty = true
 		}
 	}
@@ -714,6 +717,7 @@ func (n *Node) refreshStates() {
 		if s == StateLeft && !r.Left() {
 			r.LeftAt = max(now, r.Gen+1)
 			n.roster[k] = r
+			n.names = nil
 			n.dirty = true
 		}
 		if r.Left() {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"testing"
@@ -17,6 +18,9 @@ import (
 // they all start, and what it costs at rest: gossip bytes per second and
 // CPU per booture. The bootures are given the mesh's credentials and one
 // seed directly (as after invitations), so the figure is gossip's own.
+// BOOTURE_SCALE_PROFILE=wan uses the wan gossip profile;
+// BOOTURE_SCALE_CPUPROFILE=FILE writes a CPU profile of the first minute.
+// Beyond 254 bootures (a mesh's maximum) sites repeat: only gossip counts.
 //
 //	go test -run '^$' -bench MeshScale -benchtime 1x ./mesh/
 func BenchmarkMeshScale(b *testing.B) {
@@ -24,21 +28,35 @@ func BenchmarkMeshScale(b *testing.B) {
 	if s := os.Getenv("BOOTURE_SCALE_NODES"); s != "" {
 		count, _ = strconv.Atoi(s)
 	}
+	profile, err := ParseProfile(os.Getenv("BOOTURE_SCALE_PROFILE"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	idle := 20 * time.Second
 	if s := os.Getenv("BOOTURE_SCALE_IDLE"); s != "" {
 		idle, _ = time.ParseDuration(s)
 	}
 	for i := 0; i < b.N; i++ {
-		benchScale(b, count, idle)
+		benchScale(b, count, idle, profile)
 	}
 }
 
-func benchScale(b *testing.B, count int, idle time.Duration) {
-	seed := startTestNode(b, "n1", "", Key{})
+func benchScale(b *testing.B, count int, idle time.Duration, profile Profile) {
+	seed := startTestNode(b, "n1", "", Key{}, func(c *Config) { c.Profile = profile })
 	seed.mu.Lock()
 	creds, seedRec := seed.st.Creds, seed.st.Self
 	seed.mu.Unlock()
 	nodes := []*testNode{seed}
+	if path := os.Getenv("BOOTURE_SCALE_CPUPROFILE"); path != "" {
+		// The first minute, where the joins happen (a failed run's
+		// cleanup is long, so -cpuprofile would come late).
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pprof.StartCPUProfile(f)
+		time.AfterFunc(time.Minute, func() { pprof.StopCPUProfile(); f.Close() })
+	}
 	start := time.Now()
 	for i := 2; i <= count; i++ {
 		dir := b.TempDir()
@@ -53,7 +71,10 @@ func benchScale(b *testing.B, count int, idle time.Duration) {
 		if err := store.WriteJSON(filepath.Join(dir, StateFile), &st, 0o600); err != nil {
 			b.Fatal(err)
 		}
-		nodes = append(nodes, startTestNode(b, st.Self.Name, dir, priv, func(c *Config) { c.RejoinInterval = time.Second }))
+		nodes = append(nodes, startTestNode(b, st.Self.Name, dir, priv, func(c *Config) { c.RejoinInterval, c.Profile = time.Second, profile }))
+		if i%50 == 0 {
+			progress("%d of %d bootures started after %v", i, count, time.Since(start).Round(time.Second))
+		}
 	}
 	started := time.Since(start)
 	lastLog := time.Now()
@@ -67,7 +88,7 @@ func benchScale(b *testing.B, count int, idle time.Duration) {
 			}
 		}
 		if time.Since(lastLog) > 5*time.Second {
-			b.Logf("after %v: members seen min %d max %d; %d of %d bootures see all", time.Since(start).Round(time.Second), lo, hi, done, count)
+			progress("after %v: members seen min %d max %d; %d of %d bootures see all", time.Since(start).Round(time.Second), lo, hi, done, count)
 			lastLog = time.Now()
 		}
 		return done == count
@@ -89,6 +110,12 @@ func benchScale(b *testing.B, count int, idle time.Duration) {
 	b.Logf("%d bootures: all started in %v, converged %v after the first start; idle: %.0f B/s out and %.0f B/s in per booture, %.3f%% CPU per booture",
 		count, started.Round(time.Millisecond), converged.Round(time.Millisecond), perNode,
 		float64(in1-in0)/idle.Seconds()/float64(count), cpu.Seconds()/idle.Seconds()/float64(count)*100)
+}
+
+// progress tells, on stderr and at once, how a long run goes (b.Logf
+// prints only at the end).
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "scale: "+format+"\n", args...)
 }
 
 func totalGossip(nodes []*testNode) (in, out uint64) {

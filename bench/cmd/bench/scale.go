@@ -12,7 +12,8 @@ import (
 )
 
 // scale runs mesh's BenchmarkMeshScale (many mesh nodes in one process
-// over loopback gossip, no WireGuard) for 50, 100, 200 and 500 nodes.
+// over loopback gossip, no WireGuard) for 50 to 200 nodes. Bigger sizes do
+// not fit one process on a small machine (see the note).
 func (b *bench) scale() error {
 	const sec = "In-process scale"
 	const table = "Mesh scale (BenchmarkMeshScale, loopback, one process)"
@@ -23,12 +24,17 @@ func (b *bench) scale() error {
 	}
 	idle := b.dur(10*time.Second, 5*time.Second)
 	type size struct{ n, runs int }
-	sizes := []size{{50, 3}, {100, 3}, {200, 3}, {500, 1}}
+	sizes := []size{{50, 3}, {100, 3}, {150, 1}, {200, 3}}
 	if b.quick {
 		sizes = []size{{50, 1}, {100, 1}}
 	}
 	b.note(sec, "`BenchmarkMeshScale` (mesh/scale_test.go) starts N mesh nodes in one process on loopback, each given the mesh's credentials and one seed (as after invitations), and measures the time until every node's gossip lists all N, "+
 		"then, after 5 s of settling, %v of idle: gossip bytes per second per node and the process's CPU divided by N (percent of one core). No WireGuard and no network namespaces: gossip only. All N nodes share the machine's %d cores, so convergence at large N is CPU-bound.", idle, b.res.Machine.Cores)
+	b.note(sec, "Not run by default: 254 nodes (the largest mesh there can be, one /24 site each) and 500 (sites repeat; gossip only). "+
+		"On the 2-core machine of 2026-11-26 neither converged within 5 minutes, with the lan profile or (500) the wan one: "+
+		"the single process is saturated (a CPU profile of the first minute at 254: 35 %% in the garbage collector, 18 %% in memberlist's LZW compression of packets), "+
+		"acknowledgements come later than the probe timeout, and nodes are suspected and refuted in a loop. "+
+		"Each real booture has its own CPU; to try on a bigger machine: `BOOTURE_SCALE_NODES=500 BOOTURE_SCALE_PROFILE=wan go test -timeout 30m -run '^$' -bench MeshScale -benchtime 1x ./mesh/`.")
 	c1 := &Curve{ID: "scale-convergence", Title: "In-process mesh: convergence time vs nodes", XLabel: "nodes", YLabel: "seconds", Series: []Series{{Name: "convergence"}}}
 	c2 := &Curve{ID: "scale-gossip", Title: "In-process mesh: idle gossip per node vs nodes", XLabel: "nodes", YLabel: "bytes/s sent per node", Series: []Series{{Name: "idle gossip out per node"}}}
 	c3 := &Curve{ID: "scale-cpu", Title: "In-process mesh: idle CPU per node vs nodes", XLabel: "nodes", YLabel: "% of one core per node", Series: []Series{{Name: "CPU per node"}}}
