@@ -20,6 +20,9 @@ import (
 // seed directly (as after invitations), so the figure is gossip's own.
 // BOOTURE_SCALE_PROFILE=wan uses the wan gossip profile;
 // BOOTURE_SCALE_CPUPROFILE=FILE writes a CPU profile of the first minute.
+// BOOTURE_SCALE_BATCH=K starts the bootures K at a time, each batch once the
+// mesh so far has converged (as a mesh grows in life); the convergence
+// figure is then the last batch's.
 // Beyond 254 bootures (a mesh's maximum) sites repeat: only gossip counts.
 //
 //	go test -run '^$' -bench MeshScale -benchtime 1x ./mesh/
@@ -32,16 +35,20 @@ func BenchmarkMeshScale(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	batch := 0
+	if s := os.Getenv("BOOTURE_SCALE_BATCH"); s != "" {
+		batch, _ = strconv.Atoi(s)
+	}
 	idle := 20 * time.Second
 	if s := os.Getenv("BOOTURE_SCALE_IDLE"); s != "" {
 		idle, _ = time.ParseDuration(s)
 	}
 	for i := 0; i < b.N; i++ {
-		benchScale(b, count, idle, profile)
+		benchScale(b, count, batch, idle, profile)
 	}
 }
 
-func benchScale(b *testing.B, count int, idle time.Duration, profile Profile) {
+func benchScale(b *testing.B, count, batch int, idle time.Duration, profile Profile) {
 	seed := startTestNode(b, "n1", "", Key{}, func(c *Config) { c.Profile = profile })
 	seed.mu.Lock()
 	creds, seedRec := seed.st.Creds, seed.st.Self
@@ -75,24 +82,13 @@ func benchScale(b *testing.B, count int, idle time.Duration, profile Profile) {
 		if i%50 == 0 {
 			progress("%d of %d bootures started after %v", i, count, time.Since(start).Round(time.Second))
 		}
+		if batch > 0 && i%batch == 0 && i < count {
+			waitConverged(b, nodes, start)
+			start = time.Now() // the figure is the last batch's
+		}
 	}
 	started := time.Since(start)
-	lastLog := time.Now()
-	waitFor(b, 5*time.Minute, "convergence", func() bool {
-		lo, hi, done := count, 0, 0
-		for _, n := range nodes {
-			k := len(n.memberlist().Members())
-			lo, hi = min(lo, k), max(hi, k)
-			if k == count {
-				done++
-			}
-		}
-		if time.Since(lastLog) > 5*time.Second {
-			progress("after %v: members seen min %d max %d; %d of %d bootures see all", time.Since(start).Round(time.Second), lo, hi, done, count)
-			lastLog = time.Now()
-		}
-		return done == count
-	})
+	waitConverged(b, nodes, start)
 	converged := time.Since(start)
 	b.ReportMetric(started.Seconds(), "s-to-start-all")
 	b.ReportMetric(converged.Seconds(), "s-to-converge")
@@ -116,6 +112,27 @@ func benchScale(b *testing.B, count int, idle time.Duration, profile Profile) {
 // prints only at the end).
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "scale: "+format+"\n", args...)
+}
+
+// waitConverged waits until every node's gossip lists all of them.
+func waitConverged(b *testing.B, nodes []*testNode, start time.Time) {
+	count := len(nodes)
+	lastLog := time.Now()
+	waitFor(b, 5*time.Minute, "convergence", func() bool {
+		lo, hi, done := count, 0, 0
+		for _, n := range nodes {
+			k := len(n.memberlist().Members())
+			lo, hi = min(lo, k), max(hi, k)
+			if k == count {
+				done++
+			}
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			progress("after %v: members seen min %d max %d; %d of %d bootures see all", time.Since(start).Round(time.Second), lo, hi, done, count)
+			lastLog = time.Now()
+		}
+		return done == count
+	})
 }
 
 func totalGossip(nodes []*testNode) (in, out uint64) {
