@@ -28,51 +28,8 @@ const MaxLargeHosts = 250
 // CreateLarge is Create for more than 99 hosts (at most MaxLargeHosts),
 // for footprint benchmarks. Do not add members to a lab of more than 99
 // hosts.
-func CreateLarge(ctx context.Context, opts Options) (l *Lab, err error) {
-	if opts.Hosts <= 99 {
-		return Create(ctx, opts)
-	}
-	if opts.Hosts > MaxLargeHosts {
-		return nil, fmt.Errorf("lab: at most %d hosts", MaxLargeHosts)
-	}
-	if err := Check(); err != nil {
-		return nil, err
-	}
-	if opts.Logf == nil {
-		opts.Logf = func(string, ...any) {}
-	}
-	Janitor(opts.Logf)
-	bin := opts.Binaries
-	if bin == nil {
-		if bin, err = Build(ctx); err != nil {
-			return nil, err
-		}
-	}
-	id, err := register()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "bt"+id+"-")
-	if err != nil {
-		unregister(id)
-		return nil, err
-	}
-	l = &Lab{ID: id, Dir: dir, Bin: bin, opts: opts}
-	if err := writeRegistration(id, dir); err != nil {
-		l.Close()
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			l.Close()
-			l = nil
-		}
-	}()
-	if err := l.setup(ctx); err != nil {
-		return nil, err
-	}
-	opts.Logf("lab %s: %d host(s) on %s in namespaces %s*, files in %s", id, opts.Hosts, LANPrefix, l.prefix(), dir)
-	return l, nil
+func CreateLarge(ctx context.Context, opts Options) (*Lab, error) {
+	return create(ctx, opts, MaxLargeHosts)
 }
 
 // Prefix is the prefix of every name the lab makes (namespaces, WireGuard

@@ -129,13 +129,18 @@ func New(t testing.TB, opts Options) *Lab {
 	return l
 }
 
-// Create makes a lab. Close it (also on error paths) to remove everything.
-func Create(ctx context.Context, opts Options) (l *Lab, err error) {
+// Create makes a lab of at most 99 hosts (members take .101 and up). Close
+// it (also on error paths) to remove everything.
+func Create(ctx context.Context, opts Options) (*Lab, error) {
+	return create(ctx, opts, 99)
+}
+
+func create(ctx context.Context, opts Options, maxHosts int) (l *Lab, err error) {
 	if opts.Hosts < 1 {
 		return nil, errors.New("lab: at least one host")
 	}
-	if opts.Hosts > 99 {
-		return nil, errors.New("lab: at most 99 hosts")
+	if opts.Hosts > maxHosts {
+		return nil, fmt.Errorf("lab: at most %d hosts", maxHosts)
 	}
 	if err := Check(); err != nil {
 		return nil, err

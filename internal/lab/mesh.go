@@ -254,3 +254,34 @@ func checkPeers(h *Host, hosts []*Host) error {
 	}
 	return nil
 }
+
+// WaitDead polls observers' status every poll until each shows victim
+// dead, and returns how long after since each took (first and last).
+func WaitDead(ctx context.Context, since time.Time, poll time.Duration, victim *Host, observers []*Host) (first, last time.Duration, err error) {
+	seen := map[string]time.Duration{}
+	err = Eventually(ctx, 60*time.Second, poll, func() error {
+		for _, o := range observers {
+			if _, ok := seen[o.Name]; ok {
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			st, err := o.Client().Status(sctx)
+			cancel()
+			if err != nil {
+				return err
+			}
+			if p, ok := FindPeer(st, victim.Name); ok && p.State == "dead" {
+				d := time.Since(since)
+				if len(seen) == 0 {
+					first = d
+				}
+				seen[o.Name], last = d, d
+			}
+		}
+		if len(seen) < len(observers) {
+			return fmt.Errorf("%d of %d see %s dead", len(seen), len(observers), victim.Name)
+		}
+		return nil
+	})
+	return first, last, err
+}

@@ -225,17 +225,7 @@ func (n *NS) SetLoss(pct int) error {
 	chain out { type filter hook output priority -10; meta l4proto udp numgen random mod 100 < %[2]d drop; }
 }
 `, lossTable, pct)
-	f, err := os.CreateTemp("", "bootlab-nft-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.WriteString(script); err != nil {
-		f.Close()
-		return err
-	}
-	f.Close()
-	return n.Run("nft", "-f", f.Name()).Error()
+	return n.nftScript(script)
 }
 
 // PIDs returns the processes running in the namespace.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -108,35 +107,11 @@ func BenchmarkDeadDetection(b *testing.B) {
 		b.StartTimer()
 		t0 := time.Now()
 		must(b, victim.Kill())
-		seen := map[string]time.Duration{}
-		must(b, lab.Eventually(context.Background(), 60*time.Second, 20*time.Millisecond, func() error {
-			for _, o := range observers {
-				if _, ok := seen[o.Name]; ok {
-					continue
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				st, err := o.Client().Status(ctx)
-				cancel()
-				if err != nil {
-					return err
-				}
-				if p, ok := lab.FindPeer(st, victim.Name); ok && p.State == "dead" {
-					seen[o.Name] = time.Since(t0)
-				}
-			}
-			if len(seen) < len(observers) {
-				return fmt.Errorf("%d of %d see %s dead", len(seen), len(observers), victim.Name)
-			}
-			return nil
-		}))
+		firstDead, lastDead, err := lab.WaitDead(context.Background(), t0, 20*time.Millisecond, victim, observers)
+		must(b, err)
 		b.StopTimer()
-		ds := make([]time.Duration, 0, len(seen))
-		for _, d := range seen {
-			ds = append(ds, d)
-		}
-		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-		first += ds[0]
-		last += ds[len(ds)-1]
+		first += firstDead
+		last += lastDead
 		must(b, victim.Start())
 	}
 	b.ReportMetric(0, "ns/op")

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -135,36 +134,13 @@ func (b *bench) deadDetection(l *lab.Lab) error {
 		if err := victim.Kill(); err != nil {
 			return err
 		}
-		seen := map[string]time.Duration{}
-		err := lab.Eventually(b.ctx, 60*time.Second, 50*time.Millisecond, func() error {
-			for _, o := range observers {
-				if _, ok := seen[o.Name]; ok {
-					continue
-				}
-				st, err := status(o)
-				if err != nil {
-					return err
-				}
-				if p, ok := lab.FindPeer(st, victim.Name); ok && p.State == "dead" {
-					seen[o.Name] = time.Since(t0)
-				}
-			}
-			if len(seen) < len(observers) {
-				return fmt.Errorf("%d of %d see %s dead", len(seen), len(observers), victim.Name)
-			}
-			return nil
-		})
+		first, last, err := lab.WaitDead(b.ctx, t0, 50*time.Millisecond, victim, observers)
 		if err != nil {
 			ff.fail(err)
 		} else {
-			var ds []float64
-			for _, d := range seen {
-				ds = append(ds, d.Seconds())
-			}
-			slices.Sort(ds)
-			ff.add(ds[0])
-			fl.add(ds[len(ds)-1])
-			logf("dead detection: first %.2fs, last %.2fs", ds[0], ds[len(ds)-1])
+			ff.add(first.Seconds())
+			fl.add(last.Seconds())
+			logf("dead detection: first %.2fs, last %.2fs", first.Seconds(), last.Seconds())
 		}
 		if err := victim.Start(); err != nil {
 			return err
