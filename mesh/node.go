@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -60,29 +58,6 @@ func (p Profile) memberlistConfig() *memberlist.Config {
 	return c
 }
 
-// TransportFactory makes the gossip transport bound to bind (invalid means
-// all addresses) and port (0 means any free port). It returns the transport
-// and the port actually bound.
-type TransportFactory func(bind netip.Addr, port int) (memberlist.NodeAwareTransport, int, error)
-
-// NetTransport is the TransportFactory of real bootures: UDP and TCP on the
-// gossip port.
-func NetTransport(bind netip.Addr, port int) (memberlist.NodeAwareTransport, int, error) {
-	addr := "0.0.0.0"
-	if bind.IsValid() {
-		addr = bind.String()
-	}
-	t, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-		BindAddrs: []string{addr},
-		BindPort:  port,
-		Logger:    newMemberlistLogger(slog.New(slog.DiscardHandler)),
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("opening gossip port %s: %w", net.JoinHostPort(addr, strconv.Itoa(port)), err)
-	}
-	return t, t.GetAutoBindPort(), nil
-}
-
 // Config configures a Node.
 type Config struct {
 	// Name is the booture's name, a DNS label unique in the mesh.
@@ -109,8 +84,6 @@ type Config struct {
 	// OnChange is called (never with a lock held, and never blocking for
 	// long) whenever the view of the mesh may have changed.
 	OnChange func()
-	// Transport makes the gossip transport; nil means NetTransport.
-	Transport TransportFactory
 	// RejoinInterval is how often unreachable bootures of the roster are
 	// tried again; 0 means 5 s.
 	RejoinInterval time.Duration
@@ -168,7 +141,7 @@ type Node struct {
 	catalogs      map[Key]*peerCatalog // other bootures' catalogs
 	dirty         bool                 // roster changes not yet written
 	ml            *memberlist.Memberlist
-	mt            *muxTransport
+	mt            *gossipTransport
 	kr            *memberlist.Keyring
 	retry         map[Key]*retryState
 	oldKeys       [][]byte // previous gossip keys still accepted for a grace period
@@ -202,9 +175,6 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Transport == nil {
-		cfg.Transport = NetTransport
 	}
 	if cfg.OnChange == nil {
 		cfg.OnChange = func() {}
@@ -343,14 +313,14 @@ func (n *Node) changed() {
 // startGossip creates the memberlist instance with the current
 // credentials. It must not be called with n.mu held.
 func (n *Node) startGossip() error {
-	inner, port, err := n.cfg.Transport(n.cfg.Bind, n.cfg.GossipPort)
+	mt, err := listenGossip(n.cfg.Bind, n.cfg.GossipPort, n.handleStream, &n.counters, n.log)
 	if err != nil {
 		return err
 	}
+	port := mt.port
 	// Keep the port a first start picked (tests use port 0): a gossip
 	// restart (a change of mesh) must not move this booture.
 	n.cfg.GossipPort = port
-	mt := newMuxTransport(inner, n.handleStream, &n.counters, n.log)
 
 	n.mu.Lock()
 	n.st.Self.Gossip = netip.AddrPortFrom(n.cfg.Advertise, uint16(port))
@@ -421,7 +391,7 @@ func (n *Node) memberlist() *memberlist.Memberlist {
 	return n.ml
 }
 
-func (n *Node) transport() *muxTransport {
+func (n *Node) transport() *gossipTransport {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.mt

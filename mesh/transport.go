@@ -3,9 +3,11 @@ package mesh
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,12 +28,20 @@ var (
 // streamHandler handles a handshake stream; it owns conn.
 type streamHandler func(conn net.Conn, magic []byte)
 
-// muxTransport wraps a memberlist transport: it counts gossip bytes in both
-// directions and diverts handshake streams to booture's handlers.
-type muxTransport struct {
-	memberlist.NodeAwareTransport
+// gossipTransport is memberlist's transport for a booture: UDP and TCP on
+// the gossip port. It counts gossip bytes in both directions and diverts
+// handshake streams to booture's handlers.
+//
+// It replaces memberlist's NetTransport, which reads every UDP packet into
+// a fresh 64 KiB buffer: at rest that was 40 % of the daemon's
+// allocations, each one zeroed and so made resident. Here one buffer is
+// reused and each packet is copied out at its size.
+type gossipTransport struct {
 	log      *slog.Logger
 	handle   streamHandler
+	udp      *net.UDPConn
+	tcp      *net.TCPListener
+	port     int
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
 	done     chan struct{}
@@ -46,47 +56,117 @@ type ByteCounters struct {
 	In, Out atomic.Uint64
 }
 
-func newMuxTransport(inner memberlist.NodeAwareTransport, handle streamHandler, counters *ByteCounters, log *slog.Logger) *muxTransport {
-	t := &muxTransport{
-		NodeAwareTransport: inner,
-		log:                log,
-		handle:             handle,
-		packetCh:           make(chan *memberlist.Packet),
-		streamCh:           make(chan net.Conn),
-		done:               make(chan struct{}),
-		counters:           counters,
+const (
+	// maxPacketSize is the largest UDP datagram.
+	maxPacketSize = 65535
+	// udpReadBuffer is the socket receive buffer asked for (halved until
+	// the kernel accepts it), as memberlist does: gossip comes in bursts.
+	udpReadBuffer = 2 << 20
+)
+
+// listenGossip opens the gossip port on bind (invalid means every IPv4
+// address) and port (0 means any port free for both TCP and UDP).
+func listenGossip(bind netip.Addr, port int, handle streamHandler, counters *ByteCounters, log *slog.Logger) (*gossipTransport, error) {
+	ip := netip.IPv4Unspecified()
+	if bind.IsValid() {
+		ip = bind
+	}
+	t := &gossipTransport{
+		log:      log,
+		handle:   handle,
+		packetCh: make(chan *memberlist.Packet),
+		streamCh: make(chan net.Conn),
+		done:     make(chan struct{}),
+		counters: counters,
+	}
+	var err error
+	// With port 0 the TCP port the kernel picks may be taken for UDP:
+	// try another.
+	for try := 0; ; try++ {
+		t.tcp, t.udp, err = listenBoth(ip, port)
+		if err == nil || port != 0 || try == 10 {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening gossip port %s: %w", netip.AddrPortFrom(ip, uint16(port)), err)
+	}
+	t.port = t.tcp.Addr().(*net.TCPAddr).Port
+	for size := udpReadBuffer; size > 0; size /= 2 {
+		if t.udp.SetReadBuffer(size) == nil {
+			break
+		}
 	}
 	t.wg.Add(2)
-	go t.pumpPackets()
-	go t.pumpStreams()
-	return t
+	go t.readPackets()
+	go t.acceptStreams()
+	return t, nil
 }
 
-var _ memberlist.NodeAwareTransport = (*muxTransport)(nil)
-
-func (t *muxTransport) PacketCh() <-chan *memberlist.Packet { return t.packetCh }
-func (t *muxTransport) StreamCh() <-chan net.Conn           { return t.streamCh }
-
-func (t *muxTransport) WriteTo(b []byte, addr string) (time.Time, error) {
-	t.counters.Out.Add(uint64(len(b)))
-	return t.NodeAwareTransport.WriteTo(b, addr)
-}
-
-func (t *muxTransport) WriteToAddress(b []byte, addr memberlist.Address) (time.Time, error) {
-	t.counters.Out.Add(uint64(len(b)))
-	return t.NodeAwareTransport.WriteToAddress(b, addr)
-}
-
-func (t *muxTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	c, err := t.NodeAwareTransport.DialTimeout(addr, timeout)
+func listenBoth(ip netip.Addr, port int) (*net.TCPListener, *net.UDPConn, error) {
+	tcp, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &countingConn{Conn: c, counters: t.counters}, nil
+	port = tcp.Addr().(*net.TCPAddr).Port
+	udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+	if err != nil {
+		tcp.Close()
+		return nil, nil, err
+	}
+	return tcp, udp, nil
 }
 
-func (t *muxTransport) DialAddressTimeout(addr memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	c, err := t.NodeAwareTransport.DialAddressTimeout(addr, timeout)
+var _ memberlist.NodeAwareTransport = (*gossipTransport)(nil)
+
+func (t *gossipTransport) PacketCh() <-chan *memberlist.Packet { return t.packetCh }
+func (t *gossipTransport) StreamCh() <-chan net.Conn           { return t.streamCh }
+
+// FinalAdvertiseAddr returns the address the node advertises: the one
+// configured, else the bound one.
+func (t *gossipTransport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
+	if ip == "" {
+		a := t.tcp.Addr().(*net.TCPAddr)
+		if a.IP.IsUnspecified() {
+			return nil, 0, fmt.Errorf("gossip is bound to every address: an advertise address is needed")
+		}
+		return a.IP, t.port, nil
+	}
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return nil, 0, fmt.Errorf("advertise address: %w", err)
+	}
+	if port == 0 {
+		port = t.port
+	}
+	return net.IP(addr.Unmap().AsSlice()), port, nil
+}
+
+func (t *gossipTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	return t.WriteToAddress(b, memberlist.Address{Addr: addr})
+}
+
+func (t *gossipTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
+	to, err := netip.ParseAddrPort(a.Addr)
+	if err != nil {
+		// Not IP:port: a host name (a join address given by hand).
+		ua, rerr := net.ResolveUDPAddr("udp", a.Addr)
+		if rerr != nil {
+			return time.Time{}, rerr
+		}
+		to = ua.AddrPort()
+	}
+	t.counters.Out.Add(uint64(len(b)))
+	_, err = t.udp.WriteToUDPAddrPort(b, to)
+	return time.Now(), err
+}
+
+func (t *gossipTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+func (t *gossipTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", a.Addr, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +174,7 @@ func (t *muxTransport) DialAddressTimeout(addr memberlist.Address, timeout time.
 }
 
 // dialHandshake opens a handshake stream to addr and writes its magic.
-func (t *muxTransport) dialHandshake(addr string, magic []byte, timeout time.Duration) (net.Conn, error) {
+func (t *gossipTransport) dialHandshake(addr string, magic []byte, timeout time.Duration) (net.Conn, error) {
 	c, err := t.DialTimeout(addr, timeout)
 	if err != nil {
 		return nil, err
@@ -107,62 +187,82 @@ func (t *muxTransport) dialHandshake(addr string, magic []byte, timeout time.Dur
 	return c, nil
 }
 
-func (t *muxTransport) Shutdown() error {
-	t.once.Do(func() { close(t.done) })
+// Shutdown closes the gossip port and waits for the transport's
+// goroutines (not for handshakes, which may restart gossip themselves).
+func (t *gossipTransport) Shutdown() error {
+	t.once.Do(func() {
+		close(t.done)
+		t.tcp.Close()
+		t.udp.Close()
+	})
 	t.wg.Wait()
-	// memberlist's own transport blocks, while shutting down, until its
-	// listeners have handed over the packet or stream they hold: drain
-	// them meanwhile (nobody else reads them any more).
-	inner := t.NodeAwareTransport
-	stop := make(chan struct{})
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		for {
-			select {
-			case <-inner.PacketCh():
-			case c := <-inner.StreamCh():
-				c.Close()
-			case <-stop:
-				return
-			}
-		}
-	}()
-	err := inner.Shutdown()
-	close(stop)
-	<-drained
-	return err
+	return nil
 }
 
-func (t *muxTransport) pumpPackets() {
+func (t *gossipTransport) closing() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// readPackets hands each UDP packet to memberlist in a buffer of its own
+// size.
+func (t *gossipTransport) readPackets() {
 	defer t.wg.Done()
-	in := t.NodeAwareTransport.PacketCh()
+	buf := make([]byte, maxPacketSize)
 	for {
-		select {
-		case p := <-in:
-			t.counters.In.Add(uint64(len(p.Buf)))
-			select {
-			case t.packetCh <- p:
-			case <-t.done:
+		n, from, err := t.udp.ReadFromUDPAddrPort(buf)
+		now := time.Now()
+		if err != nil {
+			if t.closing() {
 				return
 			}
+			t.log.Debug("reading a gossip packet", "err", err)
+			continue
+		}
+		if n == 0 {
+			continue
+		}
+		t.counters.In.Add(uint64(n))
+		p := &memberlist.Packet{
+			Buf:       bytes.Clone(buf[:n]),
+			From:      net.UDPAddrFromAddrPort(netip.AddrPortFrom(from.Addr().Unmap(), from.Port())),
+			Timestamp: now,
+		}
+		select {
+		case t.packetCh <- p:
 		case <-t.done:
 			return
 		}
 	}
 }
 
-func (t *muxTransport) pumpStreams() {
+// acceptStreams routes each TCP stream; accept errors (out of file
+// descriptors, say) are retried with a growing pause.
+func (t *gossipTransport) acceptStreams() {
 	defer t.wg.Done()
-	in := t.NodeAwareTransport.StreamCh()
+	var pause time.Duration
 	for {
-		select {
-		case c := <-in:
-			t.wg.Add(1)
-			go t.route(&countingConn{Conn: c, counters: t.counters})
-		case <-t.done:
-			return
+		c, err := t.tcp.Accept()
+		if err != nil {
+			if t.closing() {
+				return
+			}
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			t.log.Warn("accepting a gossip stream", "err", err)
+			select {
+			case <-time.After(pause):
+			case <-t.done:
+				return
+			}
+			continue
 		}
+		pause = 0
+		t.wg.Add(1)
+		go t.route(&countingConn{Conn: c, counters: t.counters})
 	}
 }
 
@@ -171,7 +271,7 @@ const peekTimeout = 5 * time.Second
 
 // route peeks at a new stream and gives it to memberlist or a handshake
 // handler.
-func (t *muxTransport) route(c net.Conn) {
+func (t *gossipTransport) route(c net.Conn) {
 	defer t.wg.Done()
 	c.SetReadDeadline(time.Now().Add(peekTimeout))
 	br := bufio.NewReaderSize(c, 512)

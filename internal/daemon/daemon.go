@@ -43,8 +43,10 @@ type Options struct {
 	Logger *slog.Logger
 	// NewApplier makes the network applier; nil means the Linux one.
 	NewApplier func(log *slog.Logger, cfg config.Config, listen netip.Addr) (netcfg.Applier, error)
-	// Transport makes the gossip transport; nil means UDP+TCP.
-	Transport mesh.TransportFactory
+	// AnyGossipPort binds any free gossip port instead of the
+	// configured one (tests: many daemons share loopback); the port stays
+	// the same across gossip restarts.
+	AnyGossipPort bool
 	// RejoinInterval overrides the mesh's retry period (tests).
 	RejoinInterval time.Duration
 	// Ready, if set, is called once the daemon serves its API.
@@ -148,19 +150,22 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 	d.rec = newReconciler(d.applier, d.desired, cfg.Resync, log.With("subsystem", "reconcile"))
 
 	profile, _ := mesh.ParseProfile(cfg.GossipProfile)
+	gossipPort := cfg.GossipPort
+	if opts.AnyGossipPort {
+		gossipPort = 0
+	}
 	d.node, err = mesh.New(mesh.Config{
 		Name:              cfg.Name,
 		StateDir:          cfg.StateDir,
 		PrivateKey:        priv,
 		Bind:              listen,
-		GossipPort:        cfg.GossipPort,
+		GossipPort:        gossipPort,
 		Advertise:         d.adv.gossip,
 		WireGuardEndpoint: netip.AddrPortFrom(d.adv.gossip, uint16(cfg.WGPort)),
 		Profile:           profile,
 		Version:           Version,
 		Logger:            log.With("subsystem", "mesh"),
 		OnChange:          func() { d.rec.Trigger(); d.triggerPublish() },
-		Transport:         opts.Transport,
 		RejoinInterval:    opts.RejoinInterval,
 	})
 	if err != nil {

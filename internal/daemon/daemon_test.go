@@ -19,8 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/memberlist"
-
 	"github.com/booture/booture/internal/api"
 	"github.com/booture/booture/internal/config"
 	"github.com/booture/booture/mesh"
@@ -115,14 +113,7 @@ func startDaemonWith(t *testing.T, name string, dir string, log *slog.Logger, op
 			NewApplier: func(*slog.Logger, config.Config, netip.Addr) (netcfg.Applier, error) {
 				return rec, nil
 			},
-			// Any free port at first (many daemons share loopback), then
-			// the same one across gossip restarts, as a real booture.
-			Transport: func(bind netip.Addr, port int) (memberlist.NodeAwareTransport, int, error) {
-				if port == cfg.GossipPort {
-					port = 0
-				}
-				return mesh.NetTransport(bind, port)
-			},
+			AnyGossipPort:  true,
 			RejoinInterval: time.Second,
 			DisableGateway: true,
 			Ready:          func(d *Daemon) { ready <- d },
