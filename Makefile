@@ -3,6 +3,9 @@ GO      ?= go
 BIN     ?= bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/booture/booture/internal/daemon.Version=$(VERSION)
+# Static binaries: no C library to install or to map into memory (1.5 MB
+# of each daemon's RSS), the same on a PC as cross-compiled for a Pi.
+export CGO_ENABLED = 0
 
 .PHONY: all build test demo bench fuzz proto deps clean cross
 

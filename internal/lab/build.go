@@ -97,6 +97,7 @@ func Build(ctx context.Context, extra ...string) (*Binaries, error) {
 	args := append([]string{"build", "-o", build.dir + "/"}, todo...)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as the Makefile builds them
 	cmd.WaitDelay = 5 * time.Second
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)

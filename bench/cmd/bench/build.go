@@ -23,6 +23,7 @@ func (b *bench) ldflags() string {
 // goBuild runs go build with env added; it returns the command line.
 func (b *bench) goBuild(env []string, args ...string) (string, error) {
 	cmd := exec.CommandContext(b.ctx, "go", append([]string{"build"}, args...)...)
+	env = append([]string{"CGO_ENABLED=0"}, env...) // as the Makefile builds
 	cmd.Env = append(os.Environ(), env...)
 	cmd.WaitDelay = 5 * time.Second
 	line := strings.TrimSpace(strings.Join(env, " ") + " go build " + shellJoin(args))
