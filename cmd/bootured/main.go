@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/booture/booture/internal/config"
@@ -18,6 +19,11 @@ import (
 )
 
 func main() {
+	// Heap profiles are for developers; off, the runtime saves their
+	// sampling and tables.
+	if !daemon.Profiling() {
+		runtime.MemProfileRate = 0
+	}
 	cfg, err := config.Load(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)

@@ -98,9 +98,13 @@ func (d *Daemon) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{}))
 	// Profiles for developers, only when asked for: they show internals.
-	if os.Getenv("BOOTURED_PPROF") == "1" {
+	if Profiling() {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	}
 	return mux
 }
+
+// Profiling tells whether developers asked for profiles (BOOTURED_PPROF=1):
+// the metrics endpoint then serves /debug/pprof/.
+func Profiling() bool { return os.Getenv("BOOTURED_PPROF") == "1" }
