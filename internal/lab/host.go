@@ -33,6 +33,8 @@ type Host struct {
 	// StateDir, Socket and LogPath are bootured's --state-dir, --socket
 	// and its stderr (appended to across restarts).
 	StateDir, Socket, LogPath string
+	// daemonBin is the host's own bootured (Options.OwnBinary), else "".
+	daemonBin string
 	// Args are extra bootured flags, used from the next Start on.
 	Args []string
 
@@ -54,7 +56,11 @@ func (h *Host) DaemonArgs() []string {
 	if lvl == "" {
 		lvl = "info"
 	}
-	args := []string{h.lab.BinPath("bootured"),
+	bin := h.daemonBin
+	if bin == "" {
+		bin = h.lab.BinPath("bootured")
+	}
+	args := []string{bin,
 		"--name", h.Name, "--state-dir", h.StateDir, "--socket", h.Socket,
 		"--interface", h.Iface, "--listen", h.IP.String(), "--log-level", lvl}
 	if h.lab.opts.Resync > 0 {

@@ -60,6 +60,11 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Binaries to run (nil: Build's).
 	Binaries *Binaries
+	// OwnBinary gives each host its own copy of bootured, as bootures on
+	// their own machines: the daemons then share none of the binary's
+	// pages (footprint measurements; bootured releases its start-up
+	// code's pages, which the kernel does only for unshared ones).
+	OwnBinary bool
 }
 
 // Lab is a set of network namespaces on a bridge, with bootures and member
@@ -280,6 +285,12 @@ func (l *Lab) addHost(i int) (*Host, error) {
 	if err := l.attach(&h.NS, port, h.IP); err != nil {
 		return nil, err
 	}
+	if l.opts.OwnBinary {
+		h.daemonBin = filepath.Join(l.Dir, name+".bootured")
+		if err := copyFileSynced(l.Bin.Path("bootured"), h.daemonBin); err != nil {
+			return nil, err
+		}
+	}
 	// The lab is an isolated LAN: give the box an empty resolver file
 	// (ip netns exec mounts it over /etc/resolv.conf), so that its daemon
 	// forwards DNS nowhere, as a booture with no internet.
@@ -495,4 +506,27 @@ func writeResolvConf(ns, text string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(text), 0o644)
+}
+
+// copyFileSynced copies an executable and flushes the copy to disk (the
+// kernel cannot drop the pages of a file not written back yet).
+func copyFileSynced(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copying %s: %w", from, err)
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return fmt.Errorf("copying %s: %w", from, err)
+	}
+	return out.Close()
 }

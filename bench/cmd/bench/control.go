@@ -83,7 +83,7 @@ func (b *bench) controlPlane() error {
 
 // joinOnce makes a lab of n hosts and measures one join convergence.
 func (b *bench) joinOnce(n int) (*lab.Lab, time.Duration, time.Duration, error) {
-	l, err := b.newLab(n)
+	l, err := b.newLab(lab.Options{Hosts: n})
 	if err != nil {
 		return nil, 0, 0, err
 	}

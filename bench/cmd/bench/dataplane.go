@@ -91,7 +91,7 @@ func readTail(path string) string {
 // dataPlane measures TCP throughput and latency between two bootures.
 func (b *bench) dataPlane() error {
 	const sec = "Data plane"
-	l, err := b.newLab(2)
+	l, err := b.newLab(lab.Options{Hosts: 2})
 	if err != nil {
 		return err
 	}

@@ -130,7 +130,7 @@ func (b *bench) drillKillDuringJoins() error {
 		"8 bootures. h2..h5 join h1's mesh at once and h3 (a joiner) is killed with kill -9 15 ms into the joins (a join takes tens of ms: the kill lands while they are in flight); then h6..h8 join at once and h1 (the inviter) is killed 15 ms into them. "+
 			"Both are restarted; bootures whose join failed join again with a fresh invitation from h2. Every join the CLI reported done must hold, and the mesh must end whole.")
 	err := func() error {
-		l, err := b.newLab(8)
+		l, err := b.newLab(lab.Options{Hosts: 8})
 		if err != nil {
 			return err
 		}
@@ -260,7 +260,7 @@ func (b *bench) drillLoss() error {
 		fmt.Sprintf("4 bootures in one mesh, a member on h1. Every host's eth0 drops 30 %% of what it sends (nftables numgen random, all protocols) for %v: each packet on the LAN has a 30 %% chance to be lost. "+
 			"Meanwhile states are polled every second on every booture, h1 pings h2's mesh address, and a member is added on h2. Then the loss is lifted.", dur))
 	err := func() error {
-		l, err := b.newLab(4)
+		l, err := b.newLab(lab.Options{Hosts: 4})
 		if err != nil {
 			return err
 		}
@@ -504,7 +504,7 @@ func (b *bench) drillDiskFull() error {
 		"One booture whose state directory is a 512 KiB tmpfs, filled with a file until about 24 KiB are left. Members are added one at a time (at most 400) until adds fail, then 5 more are tried. "+
 			"Then the daemon is killed with kill -9 and restarted, the filler removed, and one more member added.")
 	err := func() error {
-		l, err := b.newLab(1)
+		l, err := b.newLab(lab.Options{Hosts: 1})
 		if err != nil {
 			return err
 		}

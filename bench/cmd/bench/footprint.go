@@ -17,9 +17,10 @@ const peersTable = "Idle bootured vs peers (userspace WireGuard)"
 // 200 peers, and with 250 members (with the times of member add and list).
 func (b *bench) footprint() error {
 	const sec = "Footprint"
-	settle := b.dur(20*time.Second, 8*time.Second)
-	b.note(sec, "Idle footprint: a mesh of N+1 bootures in the lab (each has N peers), formed, then left alone for %v; CPU is measured over the second half of that period from /proc/PID/stat, RSS (VmRSS, and its anonymous part RssAnon: the rest is the mapped binary) at its end. "+
-		"Here the samples are the daemons of one mesh (median and min–max across them), not repeated runs. 0 peers: three bootures that never joined anyone. Gossip is sent + received bytes per second from `status`.", settle)
+	window := b.dur(20*time.Second, 8*time.Second) // measured, after restAfter
+	b.note(sec, "Idle footprint: a mesh of N+1 bootures in the lab (each has N peers), formed, then left alone for %v, then measured over %v: CPU from /proc/PID/stat over that window, RSS (VmRSS, and its anonymous part RssAnon: the rest is the mapped binary) at its end, and the peak (VmHWM) over the daemon's life. "+
+		"Each lab host runs its own copy of bootured, as bootures on their own machines: the daemons share none of the binary's pages, so that each one's release of its start-up code (30 s after start, see the README) is what it would be alone. "+
+		"Here the samples are the daemons of one mesh (median and min–max across them), not repeated runs. 0 peers: three bootures that never joined anyone. Gossip is sent + received bytes per second from `status`.", restAfter, window)
 	sizes := b.peerSizes()
 	rc := &Curve{ID: "rss-vs-peers", Title: "Idle bootured memory vs peers (lab, userspace WireGuard)", XLabel: "peers", YLabel: "MB", Series: []Series{{Name: "VmRSS"}, {Name: "RssAnon"}}}
 	cc := &Curve{ID: "cpu-vs-peers", Title: "Idle bootured CPU vs peers (lab)", XLabel: "peers", YLabel: "% of one core", Series: []Series{{Name: "CPU"}}}
@@ -29,12 +30,12 @@ func (b *bench) footprint() error {
 	for _, peers := range sizes {
 		// A mesh of 200 in the lab is heavy on small machines: it needs
 		// time, and it must not eat the budget of the sections after it.
-		need := time.Duration(peers+1)*900*time.Millisecond + settle + 40*time.Second
+		need := time.Duration(peers+1)*900*time.Millisecond + restAfter + window + 40*time.Second
 		if b.left() < need+b.dur(6*time.Minute, 2*time.Minute) {
 			b.note(sec, "%d peers: skipped, not enough time left in the budget (needs about %v).", peers, need.Round(time.Second))
 			continue
 		}
-		res, err := b.idleMesh(peers, settle)
+		res, err := b.idleMesh(peers, window)
 		if err != nil {
 			b.note(sec, "%d peers: %v", peers, err)
 			logf("footprint %d peers: %v", peers, err)
@@ -69,18 +70,23 @@ func (b *bench) peerSizes() []int {
 	return []int{0, 20, 50, 100}
 }
 
-type idleResult struct{ rss, anon, cpu []float64 }
+// restAfter is how long after a mesh formed its daemons are at rest:
+// each released its start-up code 30 s after its start and has read back,
+// within seconds, the code it still runs.
+const restAfter = 45 * time.Second
+
+type idleResult struct{ rss, anon, peak, cpu []float64 }
 
 // idleMesh forms a mesh where every booture has peers peers, lets it idle
 // and measures every daemon.
-func (b *bench) idleMesh(peers int, settle time.Duration) (*idleResult, error) {
+func (b *bench) idleMesh(peers int, window time.Duration) (*idleResult, error) {
 	const sec = "Footprint"
 	n := peers + 1
 	if peers == 0 {
 		n = 3
 	}
 	t0 := time.Now()
-	l, err := b.newLab(n)
+	l, err := b.newLab(lab.Options{Hosts: n, OwnBinary: true})
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +100,7 @@ func (b *bench) idleMesh(peers int, settle time.Duration) (*idleResult, error) {
 	}
 	formed := time.Since(t0)
 	logf("footprint: mesh of %d formed in %v", n, formed.Round(time.Second))
-	if err := b.sleep(settle / 2); err != nil {
+	if err := b.sleep(restAfter); err != nil {
 		return nil, err
 	}
 	before, err := statuses(l.Hosts)
@@ -106,7 +112,7 @@ func (b *bench) idleMesh(peers int, settle time.Duration) (*idleResult, error) {
 		cpu0[i], _ = lab.ProcCPU(h.PID())
 	}
 	t1 := time.Now()
-	if err := b.sleep(settle / 2); err != nil {
+	if err := b.sleep(window); err != nil {
 		return nil, err
 	}
 	dt := time.Since(t1)
@@ -126,18 +132,20 @@ func (b *bench) idleMesh(peers int, settle time.Duration) (*idleResult, error) {
 			return nil, err
 		}
 		anon, _ := lab.ProcMem(h.PID(), "RssAnon")
+		peak, _ := lab.ProcMem(h.PID(), "VmHWM")
 		if len(after[i].Peers) != peers {
 			return nil, fmt.Errorf("%s has %d peers, want %d", h.Name, len(after[i].Peers), peers)
 		}
 		res.rss = append(res.rss, float64(rss)/1e6)
 		res.anon = append(res.anon, float64(anon)/1e6)
+		res.peak = append(res.peak, float64(peak)/1e6)
 		res.cpu = append(res.cpu, 100*(c-cpu0[i]).Seconds()/dt.Seconds())
 		g := after[i].GossipTraffic.In + after[i].GossipTraffic.Out - before[i].GossipTraffic.In - before[i].GossipTraffic.Out
 		gossip = append(gossip, float64(g)/dt.Seconds())
 	}
-	cmd := fmt.Sprintf("bench/run.sh -only footprint: mesh of %d in the lab, idle %v; /proc/PID/status and /proc/PID/stat of each bootured", n, settle)
+	cmd := fmt.Sprintf("bench/run.sh -only footprint: mesh of %d in the lab, idle %v then measured over %v; /proc/PID/status and /proc/PID/stat of each bootured", n, restAfter, window)
 	if peers == 0 {
-		cmd = fmt.Sprintf("bench/run.sh -only footprint: %d lone bootures, idle %v; /proc/PID/status and /proc/PID/stat", n, settle)
+		cmd = fmt.Sprintf("bench/run.sh -only footprint: %d lone bootures, idle %v then measured over %v; /proc/PID/status and /proc/PID/stat", n, restAfter, window)
 	}
 	add := func(name, unit string, v []float64) {
 		f := b.figure(sec, peersTable, fmt.Sprintf("%d peers: %s", peers, name), unit, cmd)
@@ -147,6 +155,7 @@ func (b *bench) idleMesh(peers int, settle time.Duration) (*idleResult, error) {
 	}
 	add("RSS (avg of the daemons)", "MB", res.rss)
 	add("RssAnon", "MB", res.anon)
+	add("peak RSS (VmHWM)", "MB", res.peak)
 	add("CPU", "% of a core", res.cpu)
 	add("gossip sent + received", "B/s", gossip)
 	f := b.figure(sec, peersTable, fmt.Sprintf("%d peers: time to start and form the mesh", peers), "s", cmd)
@@ -163,7 +172,7 @@ func (b *bench) membersBench() error {
 	if b.quick {
 		count = 60
 	}
-	l, err := b.newLab(1)
+	l, err := b.newLab(lab.Options{Hosts: 1, OwnBinary: true})
 	if err != nil {
 		return err
 	}
@@ -172,7 +181,8 @@ func (b *bench) membersBench() error {
 	if err := h.Start(); err != nil {
 		return err
 	}
-	b.sleep(3 * time.Second)
+	// At rest: after the daemon released its start-up code (30 s).
+	b.sleep(35 * time.Second)
 	rss0, _ := lab.ProcMem(h.PID(), "VmRSS")
 	fAdd := b.figure(sec, table, "member add, end to end (CLI)", "ms", "ip netns exec h1 booture --socket SOCK member add mNNN (one at a time, each timed)")
 	for i := range count {
@@ -238,7 +248,7 @@ func (b *bench) membersBench() error {
 	rss1, _ := lab.ProcMem(h.PID(), "VmRSS")
 	name := fmt.Sprintf("RSS with %d members", count)
 	cmd := fmt.Sprintf("VmRSS of bootured (no peer) after %d member adds", count)
-	b.figure(sec, table, "RSS with no member", "MB", "VmRSS of bootured (no peer), 3 s after start").add(float64(rss0) / 1e6)
+	b.figure(sec, table, "RSS with no member", "MB", "VmRSS of bootured (no peer), 35 s after start").add(float64(rss0) / 1e6)
 	b.figure(sec, table, name, "MB", cmd).add(float64(rss1) / 1e6)
 	b.figure(sec, table, fmt.Sprintf("idle CPU with %d members", count), "% of a core", cmd+", over 10 s").add(100 * (cpu1 - cpu0).Seconds() / time.Since(t1).Seconds())
 	return nil

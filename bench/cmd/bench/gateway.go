@@ -24,7 +24,7 @@ const (
 // staticsite plugin (service "site", mesh access, its server on
 // 127.0.0.1:sitePort) and, with all, the three first-party plugins too.
 func (b *bench) pluginLab(all bool) (*lab.Lab, string, error) {
-	l, err := b.newLab(2)
+	l, err := b.newLab(lab.Options{Hosts: 2})
 	if err != nil {
 		return nil, "", err
 	}

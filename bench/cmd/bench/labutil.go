@@ -17,10 +17,11 @@ import (
 	"github.com/booture/booture/internal/lab"
 )
 
-// newLab makes a lab of n hosts with the run's binaries. Close it; an
+// newLab makes a lab with the run's binaries. Close it; an
 // interrupted run closes every lab at once (closeLabs).
-func (b *bench) newLab(n int, args ...string) (*lab.Lab, error) {
-	l, err := lab.CreateLarge(b.ctx, lab.Options{Hosts: n, Binaries: b.bin, DaemonArgs: args, Logf: logf})
+func (b *bench) newLab(opts lab.Options) (*lab.Lab, error) {
+	opts.Binaries, opts.Logf = b.bin, logf
+	l, err := lab.CreateLarge(b.ctx, opts)
 	if err != nil {
 		return nil, err
 	}
