@@ -431,8 +431,7 @@ func (n *Node) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-n.kick:
-			n.refreshStates()
-			n.settleConflicts()
+			n.settleConflicts(n.refreshStates())
 			n.checkKeyExposure()
 			// Coalesce bursts of events (a big mesh starting): look
 			// at most five times a second.
@@ -442,10 +441,10 @@ func (n *Node) loop(ctx context.Context) {
 			case <-time.After(200 * time.Millisecond):
 			}
 		case <-rejoin.C:
-			n.refreshStates()
+			states := n.refreshStates()
 			n.rejoinRound(ctx)
 			n.requestCatalogs()
-			n.settleConflicts()
+			n.settleConflicts(states)
 			n.checkKeyExposure()
 		case <-flush.C:
 			n.mu.Lock()
@@ -673,8 +672,9 @@ func (n *Node) memberStates() map[string]PeerState {
 }
 
 // refreshStates records bootures that left (so that they stay "left" after
-// memberlist forgets them) and logs state changes once.
-func (n *Node) refreshStates() {
+// memberlist forgets them) and logs state changes once. It returns the
+// states it read.
+func (n *Node) refreshStates() map[string]PeerState {
 	states := n.memberStates()
 	now := n.now().UnixMilli()
 	n.mu.Lock()
@@ -707,6 +707,7 @@ func (n *Node) refreshStates() {
 		}
 		n.logged[k] = s
 	}
+	return states
 }
 
 func (n *Node) viewLocked(states map[string]PeerState) View {
@@ -791,11 +792,16 @@ func (n *Node) freeSiteLocked(exclude ...int) (int, error) {
 // settleConflicts moves this booture to a free site when another live
 // booture won the site it holds (two invitations redeemed on both sides of
 // a partition can hand out the same site).
-func (n *Node) settleConflicts() {
-	states := n.memberStates()
+func (n *Node) settleConflicts(states map[string]PeerState) {
 	n.opMu.Lock()
 	defer n.opMu.Unlock()
 	n.mu.Lock()
+	// This runs on every change of the mesh: in a big mesh, look closer
+	// only when two bootures that are up hold one site.
+	if !n.siteContestedLocked(states) {
+		n.mu.Unlock()
+		return
+	}
 	v := n.viewLocked(states)
 	self := v.Self
 	var winner *Peer
@@ -839,6 +845,30 @@ func (n *Node) settleConflicts() {
 		ml.UpdateNode(time.Second)
 	}
 	n.cfg.OnChange()
+}
+
+// siteContestedLocked tells whether two bootures that are up (this one
+// included) hold the same site, as markSiteLosers sees them.
+func (n *Node) siteContestedLocked(states map[string]PeerState) bool {
+	var holders [MaxSite + 1]bool
+	mark := func(site int) bool {
+		if site < 0 || site > MaxSite {
+			return false
+		}
+		seen := holders[site]
+		holders[site] = true
+		return seen
+	}
+	mark(n.st.Self.Site)
+	for _, r := range n.roster {
+		if s := states[r.Name]; s != StateAlive && s != StateSuspect {
+			continue
+		}
+		if mark(r.Site) {
+			return true
+		}
+	}
+	return false
 }
 
 // noteConflictLocked records a conflict once.

@@ -213,3 +213,44 @@ func TestDecodeMetaMemory(t *testing.T) {
 		t.Fatal("malformed record decoded")
 	}
 }
+
+func TestSiteContested(t *testing.T) {
+	key := func() Key { k, _ := NewPrivateKey(); return k.Public() }
+	a, b, c := key(), key(), key()
+	n := &Node{
+		st: persisted{Self: Record{Name: "self", Site: 1}},
+		roster: map[Key]Record{
+			a: {Name: "a", PublicKey: a, Site: 2},
+			b: {Name: "b", PublicKey: b, Site: 3},
+			c: {Name: "c", PublicKey: c, Site: 2},
+		},
+	}
+	for _, tc := range []struct {
+		name   string
+		states map[string]PeerState
+		want   bool
+	}{
+		{"a and c alive on site 2", map[string]PeerState{"a": StateAlive, "b": StateAlive, "c": StateAlive}, true},
+		{"c suspect still holds it", map[string]PeerState{"a": StateAlive, "c": StateSuspect}, true},
+		{"c dead does not compete", map[string]PeerState{"a": StateAlive, "b": StateAlive, "c": StateDead}, false},
+		{"c left, unknown to gossip", map[string]PeerState{"a": StateAlive, "b": StateAlive}, false},
+	} {
+		if got := n.siteContestedLocked(tc.states); got != tc.want {
+			t.Errorf("%s: contested = %v, want %v", tc.name, got, tc.want)
+		}
+		// The full view agrees: a loser exactly when contested.
+		v := n.viewLocked(tc.states)
+		lost := false
+		for _, p := range v.Peers {
+			lost = lost || p.SiteLost
+		}
+		if lost != tc.want {
+			t.Errorf("%s: view has a site loser = %v, contested = %v", tc.name, lost, tc.want)
+		}
+	}
+	// This booture's own site counts.
+	n.st.Self.Site = 3
+	if !n.siteContestedLocked(map[string]PeerState{"b": StateAlive}) {
+		t.Error("self and b on site 3: not contested")
+	}
+}
