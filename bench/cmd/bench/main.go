@@ -4,7 +4,7 @@
 // report (BENCHMARKS.md) and its plots (bench/plots/*.svg). bench/run.sh
 // (make bench) is the entry point.
 //
-//	go run ./bench/cmd/bench                    # everything (about 25 min)
+//	go run ./bench/cmd/bench                    # everything (about 30 min)
 //	go run ./bench/cmd/bench -quick             # a smoke run (about 5 min)
 //	go run ./bench/cmd/bench -only dataplane,gateway
 //	go run ./bench/cmd/bench -report            # BENCHMARKS.md again from latest.json
@@ -81,7 +81,7 @@ func main() {
 	plots := flag.String("plots", "bench/plots", "directory of the report's SVG plots")
 	reportOnly := flag.Bool("report", false, "only regenerate the report and plots from -out")
 	peers := flag.String("peers", "", "footprint: comma-separated peer counts of the idle meshes (default 0,20,50,100,200; quick 0,20)")
-	budget := flag.Duration("budget", 0, "time budget of the whole run (default 24m, 6m with -quick); sections that do not fit are skipped")
+	budget := flag.Duration("budget", 0, "time budget of the whole run (default 30m, 6m with -quick); sections that do not fit are skipped")
 	flag.Parse()
 
 	if *reportOnly {
@@ -100,7 +100,7 @@ func main() {
 		os.Exit(1)
 	}
 	if *budget == 0 {
-		*budget = 24 * time.Minute
+		*budget = 30 * time.Minute
 		if *quick {
 			*budget = 6 * time.Minute
 		}

@@ -209,7 +209,7 @@ func writeReport(res *Results, mdPath, plotDir string) error {
 	for _, s := range runs {
 		w("| %s | %s | %s | %s | `%s` |\n", s.Title, mdEscape(firstLine(s.Status)), fmtDur(s.Seconds), s.Started.Format("2006-01-02 15:04"), s.Commit)
 	}
-	w("\n## How to rerun\n\n```sh\nmake bench                      # everything, as root (installs iperf3, wrk, nginx-light; ≤ 25 min)\n" +
+	w("\n## How to rerun\n\n```sh\nmake bench                      # everything, as root (installs iperf3, wrk, nginx-light; ≤ 30 min)\n" +
 		"BENCH_QUICK=1 make bench        # a smoke run (about 5 min)\n" +
 		"bench/run.sh -only dataplane    # some sections only: build,dataplane,control,scale,footprint,gateway,drills\n" +
 		"go run ./bench/cmd/bench -report  # this file and the plots again from bench/results/latest.json\n```\n\n" +
