@@ -226,9 +226,8 @@ func (d *Daemon) serve(ctx context.Context, opts Options) (err error) {
 	if err := d.node.Start(ctx); err != nil {
 		return err
 	}
-	wg.Add(6)
-	go func() { defer wg.Done(); tuneMemory(ctx) }()
-	go func() { defer wg.Done(); releaseStartupCodeLater(ctx, d.log) }()
+	wg.Add(5)
+	go func() { defer wg.Done(); tuneMemory(ctx, d.log) }()
 	go func() { defer wg.Done(); d.watchMembers(ctx, 2*time.Second) }()
 	go func() { defer wg.Done(); d.rec.run(ctx) }()
 	go func() {

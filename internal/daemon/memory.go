@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"log/slog"
 	"math"
 	"os"
 	"runtime/debug"
@@ -30,7 +31,8 @@ import (
 // and returns free memory every restCollectPeriod: one collection of a
 // small heap, far cheaper than the gossip that made the garbage.
 //
-// GOGC or GOMEMLIMIT in the environment turn all this off.
+// GOGC or GOMEMLIMIT in the environment turn both off. (The daemon also
+// releases its start-up code once at rest: see release_linux.go.)
 
 // memoryPeriod is how often the limit is reconsidered.
 const memoryPeriod = 2 * time.Second
@@ -57,17 +59,21 @@ func memoryLimit(live, allocRate uint64) int64 {
 	return max(minMemoryLimit, int64(live)*5/4+memoryHeadroom)
 }
 
-// tuneMemory runs until ctx ends, adjusting the soft memory limit.
-func tuneMemory(ctx context.Context) {
-	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
-		return
+// tuneMemory runs until ctx ends, adjusting the soft memory limit,
+// collecting at rest, and releasing the start-up code at the first rest
+// after releaseDelay.
+func tuneMemory(ctx context.Context, log *slog.Logger) {
+	tune := os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == ""
+	if tune {
+		defer debug.SetMemoryLimit(math.MaxInt64)
 	}
-	defer debug.SetMemoryLimit(math.MaxInt64)
 	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
 	t := time.NewTicker(memoryPeriod)
 	defer t.Stop()
 	var lastAllocs uint64
-	last, lastCollect := time.Now(), time.Now()
+	started := time.Now()
+	last, lastCollect := started, started
+	released := false
 	for {
 		metrics.Read(samples)
 		if samples[0].Value.Kind() == metrics.KindUint64 && samples[1].Value.Kind() == metrics.KindUint64 {
@@ -77,10 +83,17 @@ func tuneMemory(ctx context.Context) {
 				rate = 0
 			}
 			lastAllocs, last = allocs, time.Now()
-			debug.SetMemoryLimit(memoryLimit(samples[0].Value.Uint64(), rate))
-			if rate < busyAllocRate && time.Since(lastCollect) >= restCollectPeriod {
-				debug.FreeOSMemory()
-				lastCollect = time.Now()
+			rest := rate < busyAllocRate
+			if tune {
+				debug.SetMemoryLimit(memoryLimit(samples[0].Value.Uint64(), rate))
+				if rest && time.Since(lastCollect) >= restCollectPeriod {
+					debug.FreeOSMemory()
+					lastCollect = time.Now()
+				}
+			}
+			if rest && !released && time.Since(started) >= releaseDelay {
+				released = true
+				releaseStartupCode(log)
 			}
 		}
 		select {

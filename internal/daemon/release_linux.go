@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,25 +18,19 @@ import (
 // package's initialisation, the configuration, the first reconcile, the
 // plugins' handshakes), and the kernel maps it in by large chunks: about
 // 18 MB of it end up resident, while a daemon at rest with 20 peers runs
-// about 7 MB of it. So, once started, the daemon hands its binary's pages back
-// to the kernel (MADV_PAGEOUT, Linux 5.4+). Pages it still runs are read
-// back from the file, one by one (MADV_RANDOM: no readahead of code it
-// no longer needs). Only read-only mappings are released: the kernel
-// reclaims those pages for free, as it would under memory pressure.
+// under half of it. So, once started and at rest, the daemon hands its
+// binary's pages back to the kernel (MADV_PAGEOUT, Linux 5.4+); the pages
+// it still runs are read back from the file as they are used. Only
+// read-only mappings are released: the kernel reclaims those pages for
+// free, as it would under memory pressure.
 
-// releaseDelay is how long after start the pages are released: the mesh
-// is joined and the plugins started by then.
+// releaseDelay is how long after start the pages may be released (at the
+// first rest after it): the mesh is joined and the plugins started by then.
 const releaseDelay = 30 * time.Second
 
-// releaseStartupCodeLater releases the binary's pages after releaseDelay,
-// unless ctx ends first.
-func releaseStartupCodeLater(ctx context.Context, log *slog.Logger) {
-	select {
-	case <-ctx.Done():
-		return
-	case <-time.After(releaseDelay):
-	}
-	n, err := releaseStartupCode()
+// releaseStartupCode releases the pages of the binary and logs what it did.
+func releaseStartupCode(log *slog.Logger) {
+	n, err := pageOutExecutable()
 	if err != nil {
 		// An old kernel or a binary on tmpfs: nothing is lost but memory.
 		log.Debug("could not release the start-up code's memory", "err", err)
@@ -46,9 +39,9 @@ func releaseStartupCodeLater(ctx context.Context, log *slog.Logger) {
 	log.Debug("released the start-up code's memory", "mapped_bytes", n)
 }
 
-// releaseStartupCode releases the pages of the running executable's
-// read-only mappings; it returns the size of the mappings.
-func releaseStartupCode() (int, error) {
+// pageOutExecutable asks the kernel to reclaim the pages of the running
+// executable's read-only mappings; it returns the size of the mappings.
+func pageOutExecutable() (int, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, err
@@ -70,10 +63,8 @@ func releaseStartupCode() (int, error) {
 	}
 	total := 0
 	for _, r := range regions {
-		for _, advice := range []int{unix.MADV_RANDOM, unix.MADV_PAGEOUT} {
-			if _, _, errno := unix.Syscall(unix.SYS_MADVISE, r.start, r.end-r.start, uintptr(advice)); errno != 0 {
-				return total, fmt.Errorf("madvise(%#x-%#x, %d): %w", r.start, r.end, advice, errno)
-			}
+		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, r.start, r.end-r.start, unix.MADV_PAGEOUT); errno != 0 {
+			return total, fmt.Errorf("madvise(%#x-%#x, MADV_PAGEOUT): %w", r.start, r.end, errno)
 		}
 		total += int(r.end - r.start)
 	}

@@ -27,8 +27,8 @@ garbage
 	}
 }
 
-func TestReleaseStartupCode(t *testing.T) {
-	n, err := releaseStartupCode()
+func TestPageOutExecutable(t *testing.T) {
+	n, err := pageOutExecutable()
 	if errors.Is(err, unix.EINVAL) {
 		t.Skipf("this kernel has no MADV_PAGEOUT: %v", err)
 	}
