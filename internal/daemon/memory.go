@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -28,8 +29,10 @@ import (
 // are ever written at rest), so the runtime lets garbage pile up to tens of
 // megabytes, all of it touched memory, before it collects. Gossip makes a
 // few hundred KB of garbage a second. So at rest the daemon also collects
-// and returns free memory every restCollectPeriod: one collection of a
-// small heap, far cheaper than the gossip that made the garbage.
+// every restCollectPeriod: the same few megabytes are then used again and
+// again. (Returning them to the system each time as well, FreeOSMemory,
+// costs a page fault per page reused: a lab of 101 bootures forming a
+// mesh could not keep up.)
 //
 // GOGC or GOMEMLIMIT in the environment turn both off. (The daemon also
 // releases its start-up code once at rest: see release_linux.go.)
@@ -87,7 +90,7 @@ func tuneMemory(ctx context.Context, log *slog.Logger) {
 			if tune {
 				debug.SetMemoryLimit(memoryLimit(samples[0].Value.Uint64(), rate))
 				if rest && time.Since(lastCollect) >= restCollectPeriod {
-					debug.FreeOSMemory()
+					runtime.GC()
 					lastCollect = time.Now()
 				}
 			}
