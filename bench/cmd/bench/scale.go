@@ -31,8 +31,8 @@ func (b *bench) scale() error {
 	b.note(sec, "`BenchmarkMeshScale` (mesh/scale_test.go) starts N mesh nodes in one process on loopback, each given the mesh's credentials and one seed (as after invitations), and measures the time until every node's gossip lists all N, "+
 		"then, after 5 s of settling, %v of idle: gossip bytes per second per node and the process's CPU divided by N (percent of one core). No WireGuard and no network namespaces: gossip only. All N nodes share the machine's %d cores, so convergence at large N is CPU-bound.", idle, b.res.Machine.Cores)
 	b.note(sec, "Not run by default: 254 nodes (the largest mesh there can be, one /24 site each) and 500 (sites repeat; gossip only). "+
-		"On the 2-core machine of 2026-11-26 neither converged within 5 minutes, with the lan profile or (500) the wan one: "+
-		"the single process is saturated (a CPU profile of the first minute at 254: 35 %% in the garbage collector, 18 %% in memberlist's LZW compression of packets), "+
+		"On the 2-core machine of 2026-11-26/27 neither converged within 5 minutes, with the lan profile or (500) the wan one, also after the gossip transport stopped allocating 64 KiB per packet: "+
+		"the single process is saturated (a CPU profile of the first minute at 254: 23 %% in memberlist's LZW compression of packets, 15 %% in the garbage collector, 10 %% decoding messages), "+
 		"acknowledgements come later than the probe timeout, and nodes are suspected and refuted in a loop. "+
 		"Each real booture has its own CPU; to try on a bigger machine: `BOOTURE_SCALE_NODES=500 BOOTURE_SCALE_PROFILE=wan go test -timeout 30m -run '^$' -bench MeshScale -benchtime 1x ./mesh/`.")
 	c1 := &Curve{ID: "scale-convergence", Title: "In-process mesh: convergence time vs nodes", XLabel: "nodes", YLabel: "seconds", Series: []Series{{Name: "convergence"}}}
