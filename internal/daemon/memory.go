@@ -74,9 +74,8 @@ func tuneMemory(ctx context.Context, log *slog.Logger) {
 	t := time.NewTicker(memoryPeriod)
 	defer t.Stop()
 	var lastAllocs uint64
-	started := time.Now()
-	last, lastCollect := started, started
-	released := false
+	last := time.Now()
+	rest := newRestPlan(last)
 	for {
 		metrics.Read(samples)
 		if samples[0].Value.Kind() == metrics.KindUint64 && samples[1].Value.Kind() == metrics.KindUint64 {
@@ -86,16 +85,14 @@ func tuneMemory(ctx context.Context, log *slog.Logger) {
 				rate = 0
 			}
 			lastAllocs, last = allocs, time.Now()
-			rest := rate < busyAllocRate
+			collect, release := rest.step(last, rate)
 			if tune {
 				debug.SetMemoryLimit(memoryLimit(samples[0].Value.Uint64(), rate))
-				if rest && time.Since(lastCollect) >= restCollectPeriod {
+				if collect {
 					runtime.GC()
-					lastCollect = time.Now()
 				}
 			}
-			if rest && !released && time.Since(started) >= releaseDelay {
-				released = true
+			if release {
 				releaseStartupCode(log)
 			}
 		}
@@ -105,4 +102,29 @@ func tuneMemory(ctx context.Context, log *slog.Logger) {
 		case <-t.C:
 		}
 	}
+}
+
+// restPlan decides, at each look, what the daemon does at rest: collect
+// (every restCollectPeriod) and release the start-up code (once, at the
+// first rest releaseDelay or more after start).
+type restPlan struct {
+	started, lastCollect time.Time
+	released             bool
+}
+
+func newRestPlan(now time.Time) *restPlan {
+	return &restPlan{started: now, lastCollect: now}
+}
+
+func (p *restPlan) step(now time.Time, allocRate uint64) (collect, release bool) {
+	if allocRate >= busyAllocRate {
+		return false, false
+	}
+	if now.Sub(p.lastCollect) >= restCollectPeriod {
+		collect, p.lastCollect = true, now
+	}
+	if !p.released && now.Sub(p.started) >= releaseDelay {
+		release, p.released = true, true
+	}
+	return collect, release
 }

@@ -22,9 +22,8 @@ import (
 // binary's pages back to the kernel (MADV_PAGEOUT, Linux 5.4+); the pages
 // it still runs are read back from the file as they are used, one by one
 // (MADV_RANDOM: readahead would bring back code it no longer needs, about
-// 5 MB more). Only
-// read-only mappings are released: the kernel reclaims those pages for
-// free, as it would under memory pressure.
+// 5 MB more). Only read-only mappings are released: the kernel reclaims
+// those pages for free, as it would under memory pressure.
 
 // releaseDelay is how long after start the pages may be released (at the
 // first rest after it): the mesh is joined and the plugins started by then.
