@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -160,6 +161,62 @@ func TestFoundJoinConverge(t *testing.T) {
 			t.Errorf("b1's record of %s = %+v", o.View().Self.Name, p)
 		}
 	}
+}
+
+// TestJoinRetryAfterLostAnswer: the inviter admits a booture whose join
+// answer never arrives (a timeout on a loaded link); the same booture asking
+// again with the same token is admitted again, on the same site, and
+// another booture still cannot use that token.
+func TestJoinRetryAfterLostAnswer(t *testing.T) {
+	a := startTestNode(t, "a", "", Key{})
+	b := startTestNode(t, "b", "", Key{})
+	c := startTestNode(t, "c", "", Key{})
+	inv, err := a.Invite(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ParseToken(inv.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b's first request, whose answer b reads and drops.
+	conn, err := b.transport().dialHandshake(tok.Inviter[0].String(), magicJoin, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	body, _ := json.Marshal(joinRequest{Self: b.st.Self, Summary: b.summaryLocked()})
+	b.mu.Unlock()
+	key := tokenKey(tok.Secret[:])
+	if err := writeFrame(conn, frameSealed, append(tok.ID[:], sealSym(key, body)...)); err != nil {
+		t.Fatal(err)
+	}
+	kind, sealed, err := readFrame(conn)
+	conn.Close()
+	if err != nil || kind != frameSealed {
+		t.Fatalf("first answer: kind %q, err %v", kind, err)
+	}
+	var first joinReply
+	plain, err := openSym(key, sealed)
+	if err != nil || json.Unmarshal(plain, &first) != nil || first.Outcome != "accept" {
+		t.Fatalf("first answer: %s, err %v", plain, err)
+	}
+
+	res, err := b.Join(context.Background(), inv.Token)
+	if err != nil {
+		t.Fatalf("asking again after a lost answer: %v", err)
+	}
+	if res.Site != first.Site {
+		t.Errorf("asking again gave site %d, the first answer %d", res.Site, first.Site)
+	}
+	if _, err := c.Join(context.Background(), inv.Token); !errorIs(err, ErrTokenUsed) {
+		t.Fatalf("another booture with the used token: got %v, want ErrTokenUsed", err)
+	}
+	waitFor(t, 10*time.Second, "a and b see each other", func() bool {
+		_, ok := a.View().Peer("b")
+		_, ok2 := b.View().Peer("a")
+		return ok && ok2
+	})
 }
 
 func TestTokenErrors(t *testing.T) {

@@ -372,12 +372,17 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	inv := n.invitationLocked(id)
-	switch {
-	case inv == nil:
+	if inv == nil {
 		return reply, nil, "unknown", ""
-	case inv.UsedAt != 0:
-		return reply, nil, "used", fmt.Sprintf("by %s at %s", inv.UsedBy, time.UnixMilli(inv.UsedAt).UTC().Format(time.RFC3339))
-	case now.After(time.Unix(inv.Expires, 0)):
+	}
+	used := fmt.Sprintf("by %s at %s", inv.UsedBy, time.UnixMilli(inv.UsedAt).UTC().Format(time.RFC3339))
+	if inv.UsedAt != 0 && inv.UsedByKey.IsZero() {
+		return reply, nil, "used", used
+	}
+	if now.After(time.Unix(inv.Expires, 0)) {
+		if inv.UsedAt != 0 {
+			return reply, nil, "used", used
+		}
 		return reply, nil, "expired", "at " + time.Unix(inv.Expires, 0).UTC().Format(time.RFC3339)
 	}
 	key = tokenKey(inv.Secret)
@@ -390,6 +395,12 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 		return reply, nil, "garbled", "malformed join request"
 	}
 	joiner := req.Self
+	// The booture that used the token may ask again, until it expires:
+	// the answer to its first request can be lost (a timeout on a slow or
+	// loaded link) after this side has already admitted it.
+	if inv.UsedAt != 0 && inv.UsedByKey != joiner.PublicKey {
+		return reply, nil, "used", used
+	}
 	if err := joiner.Validate(); err != nil {
 		return reply, nil, "invalid", err.Error()
 	}
@@ -406,8 +417,8 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 		reply.Outcome = "merge"
 	} else {
 		site := 0
-		if hadPrev && req.Summary.MeshID == ours.MeshID {
-			site = prev.Site // a booture of this mesh coming back
+		if hadPrev && (req.Summary.MeshID == ours.MeshID || inv.UsedAt != 0) {
+			site = prev.Site // a booture of this mesh coming back, or asking again
 		} else if site, err = n.freeSiteLocked(); err != nil {
 			return reply, nil, "refused", err.Error()
 		}
@@ -420,10 +431,13 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 	}
 	// Mark the token used before answering: a token works once, even if
 	// this booture crashes right after.
-	inv.UsedAt, inv.UsedBy = now.UnixMilli(), joiner.Name
+	usedBefore := *inv
+	if inv.UsedAt == 0 {
+		inv.UsedAt, inv.UsedBy, inv.UsedByKey = now.UnixMilli(), joiner.Name, joiner.PublicKey
+	}
 	if err := n.saveLocked(); err != nil {
 		n.log.Error("saving mesh state", "err", err)
-		inv.UsedAt, inv.UsedBy = 0, ""
+		*inv = usedBefore
 		if hadPrev {
 			n.roster[joiner.PublicKey] = prev
 		} else {

@@ -118,6 +118,9 @@ type invitation struct {
 	Expires int64  `json:"expires"`
 	UsedBy  string `json:"used_by,omitempty"`
 	UsedAt  int64  `json:"used_at,omitempty"`
+	// UsedByKey is the public key of the booture that used it: only that
+	// booture may redeem it again (a retry after a lost answer).
+	UsedByKey Key `json:"used_by_key,omitzero"`
 }
 
 // Conflict records a site conflict found when two parts of the mesh met.
