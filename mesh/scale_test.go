@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -130,11 +131,39 @@ func waitConverged(b *testing.B, nodes []*testNode, start time.Time) {
 			}
 		}
 		if time.Since(lastLog) > 5*time.Second {
-			progress("after %v: members seen min %d max %d; %d of %d bootures see all", time.Since(start).Round(time.Second), lo, hi, done, count)
+			progress("after %v: members seen min %d max %d; %d of %d bootures see all%s", time.Since(start).Round(time.Second), lo, hi, done, count, missing(nodes, 3))
 			lastLog = time.Now()
 		}
 		return done == count
 	})
+}
+
+// missing tells, for up to limit bootures that do not see all the others,
+// which ones they miss (up to 5 each): what a stuck run is stuck on.
+func missing(nodes []*testNode, limit int) string {
+	var b strings.Builder
+	for _, n := range nodes {
+		seen := make(map[string]bool)
+		for _, m := range n.memberlist().Members() {
+			seen[m.Name] = true
+		}
+		if len(seen) == len(nodes) {
+			continue
+		}
+		if limit == 0 {
+			b.WriteString("; ...")
+			break
+		}
+		limit--
+		var miss []string
+		for _, o := range nodes {
+			if name := o.cfg.Name; !seen[name] && len(miss) < 5 {
+				miss = append(miss, name)
+			}
+		}
+		fmt.Fprintf(&b, "; %s misses %s", n.cfg.Name, strings.Join(miss, " "))
+	}
+	return b.String()
 }
 
 func totalGossip(nodes []*testNode) (in, out uint64) {
