@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,8 +30,14 @@ import (
 // recorder is a fake applier that keeps every operation ever applied.
 type recorder struct {
 	*fakenet.Fake
-	mu  sync.Mutex
-	ops []string
+	mu     sync.Mutex
+	ops    []string
+	states atomic.Int64 // State calls (WireGuard dumps)
+}
+
+func (r *recorder) State(ctx context.Context) (netcfg.State, error) {
+	r.states.Add(1)
+	return r.Fake.State(ctx)
 }
 
 func (r *recorder) Apply(ctx context.Context, cfg netcfg.Config) error {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/booture/booture/internal/store"
 	"github.com/booture/booture/mesh"
+	"github.com/booture/booture/netcfg"
 )
 
 // When the daemon restarts (an embedded WireGuard loses its sessions) or a
@@ -136,8 +137,14 @@ func (d *Daemon) watchMembers(ctx context.Context, period time.Duration) {
 		case <-t.C:
 		}
 		seen := make(map[mesh.Key]netip.AddrPort)
-		live := d.livePeers(context.Background())
-		for _, m := range d.members.List() {
+		ms := d.members.List()
+		var live map[mesh.Key]netcfg.PeerState
+		if len(ms) > 0 {
+			// The dump lists every mesh peer too: with many peers and
+			// no member it was most of this booture's work at rest.
+			live = d.livePeers(context.Background())
+		}
+		for _, m := range ms {
 			if p, ok := live[mesh.Key(m.PublicKey)]; ok && p.Endpoint.IsValid() {
 				seen[mesh.Key(m.PublicKey)] = p.Endpoint
 			}

@@ -1,12 +1,14 @@
 package daemon
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/booture/booture/internal/api"
 	"github.com/booture/booture/mesh"
 )
 
@@ -52,4 +54,22 @@ func TestReacher(t *testing.T) {
 	if got, _ := r2.endpoint(a, now); got.IsValid() {
 		t.Fatal("a removed member is still reached")
 	}
+}
+
+// TestWatchMembersDumpsOnlyWithMembers: the watch of members' endpoints
+// reads WireGuard (a dump of every mesh peer too) only once there are
+// members to watch.
+func TestWatchMembersDumpsOnlyWithMembers(t *testing.T) {
+	td := startDaemon(t, "a", "")
+	start := td.net.states.Load()       // registering the metrics collects once
+	time.Sleep(2500 * time.Millisecond) // over a watch period (2 s)
+	if n := td.net.states.Load() - start; n != 0 {
+		t.Fatalf("%d WireGuard dumps with no member", n)
+	}
+	start = td.net.states.Load()
+	if _, err := td.client.AddMember(context.Background(), api.MemberAddRequest{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	// Adding a member answers with its state (one dump); the watch comes next.
+	waitFor(t, 10*time.Second, "the watch to read WireGuard", func() bool { return td.net.states.Load()-start >= 2 })
 }
