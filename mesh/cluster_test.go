@@ -45,7 +45,7 @@ func startTestNode(t testing.TB, name, dir string, priv Key, opts ...func(*Confi
 	cfg := Config{
 		Name: name, StateDir: dir, PrivateKey: priv, Bind: loopback, Advertise: loopback,
 		WireGuardEndpoint: netip.AddrPortFrom(loopback, 51820), Version: "test",
-		Logger: testLogger(t), RejoinInterval: time.Second,
+		Logger: testLogger(t).With("node", name), RejoinInterval: time.Second,
 	}
 	for _, o := range opts {
 		o(&cfg)

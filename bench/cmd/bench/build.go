@@ -51,6 +51,10 @@ func (b *bench) buildSection() error {
 	if _, err := b.goBuild(nil, "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, "wireguard-go-upstream"), "golang.zx2c4.com/wireguard"); err != nil {
 		return err
 	}
+	// The peers of the footprint's biggest idle mesh.
+	if _, err := b.goBuild(nil, "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, "peersim"), "./bench/cmd/peersim"); err != nil {
+		return err
+	}
 	// lab.Build's names: bootured, booture, staticsite.
 	if err := os.Link(filepath.Join(dir, "booture-plugin-staticsite"), filepath.Join(dir, "staticsite")); err != nil {
 		return err

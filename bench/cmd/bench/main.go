@@ -69,6 +69,9 @@ type bench struct {
 	deadline time.Time
 	// peers overrides the footprint's peer counts.
 	peers []int
+	// simAbove is the largest idle mesh of real bootures: bigger ones are
+	// one real bootured with simulated peers (peersim).
+	simAbove int
 	// cur is the id of the section running.
 	cur string
 }
@@ -81,6 +84,7 @@ func main() {
 	plots := flag.String("plots", "bench/plots", "directory of the report's SVG plots")
 	reportOnly := flag.Bool("report", false, "only regenerate the report and plots from -out")
 	peers := flag.String("peers", "", "footprint: comma-separated peer counts of the idle meshes (default 0,20,50,100,200; quick 0,20)")
+	simAbove := flag.Int("sim-above", 100, "footprint: idle meshes with more peers than this are one real bootured whose peers are played by peersim")
 	budget := flag.Duration("budget", 0, "time budget of the whole run (default 30m, 6m with -quick); sections that do not fit are skipped")
 	flag.Parse()
 
@@ -122,7 +126,7 @@ func main() {
 		}
 		peerCounts = append(peerCounts, n)
 	}
-	os.Exit(run(ctx, *quick, *only, *out, *md, *plots, *budget, peerCounts))
+	os.Exit(run(ctx, *quick, *only, *out, *md, *plots, *budget, peerCounts, *simAbove))
 }
 
 func sectionIDs() string {
@@ -133,7 +137,7 @@ func sectionIDs() string {
 	return strings.Join(ids, ",")
 }
 
-func run(ctx context.Context, quick bool, only, out, md, plots string, budget time.Duration, peers []int) int {
+func run(ctx context.Context, quick bool, only, out, md, plots string, budget time.Duration, peers []int, simAbove int) int {
 	root, err := lab.ModuleRoot(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -152,7 +156,7 @@ func run(ctx context.Context, quick bool, only, out, md, plots string, budget ti
 	lab.Janitor(logf)
 	b := &bench{
 		ctx: ctx, quick: quick, root: root, tmp: tmp, out: out, md: md, plots: plots,
-		start: time.Now(), deadline: time.Now().Add(budget), peers: peers,
+		start: time.Now(), deadline: time.Now().Add(budget), peers: peers, simAbove: simAbove,
 		res: &Results{Quick: quick, Started: time.Now(), Budget: budget.String(), Machine: describeMachine(ctx)},
 	}
 	// Large labs need machine-wide kernel limits raised (the neighbour
