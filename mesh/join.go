@@ -517,7 +517,7 @@ func (n *Node) adopt(p *credsPayload, site int, claim int64, seeds []netip.AddrP
 	if !sameMesh {
 		// Bootures of the mesh we leave stay in the roster: when they
 		// notice we are gone, they ask us (catch-up) and follow.
-		n.st.Conflicts = nil
+		n.st.Conflicts, n.noted = nil, nil
 		n.retry = make(map[Key]*retryState)
 		selfChanged = true
 	}

@@ -135,6 +135,12 @@ type Node struct {
 	metas    map[string]metaEntry // last record decoded per booture name, see decodeMetaLocked
 	liveKeys map[Key]time.Time    // bootures gossip sees up, and since when
 	logged   map[Key]PeerState    // last state logged per booture
+	// noted are the conflicts recorded since start (st.Conflicts keeps
+	// the last 20 only); unsettled is the one last logged as impossible
+	// to settle (the mesh is full). Both keep a conflict from being
+	// logged and recorded again at every change of the mesh.
+	noted     map[conflictKey]bool
+	unsettled conflictKey
 
 	localServices []catalog.Service    // this booture's catalog
 	servicesSet   bool                 // SetServices was called since start
@@ -823,8 +829,13 @@ func (n *Node) settleConflicts(states map[string]PeerState) {
 	}
 	newSite, err := n.freeSiteLocked()
 	if err != nil {
+		k := conflictKey{self.Site, winner.Name}
+		again := n.unsettled == k
+		n.unsettled = k
 		n.mu.Unlock()
-		n.log.Error("site conflict cannot be settled", "site", self.Site, "winner", winner.Name, "err", err)
+		if !again {
+			n.log.Error("site conflict cannot be settled", "site", self.Site, "winner", winner.Name, "err", err)
+		}
 		return
 	}
 	old := self.Site
@@ -871,8 +882,23 @@ func (n *Node) siteContestedLocked(states map[string]PeerState) bool {
 	return false
 }
 
+// conflictKey names a conflict: the site, and the booture that lost it
+// (or, for one that cannot be settled, won it).
+type conflictKey struct {
+	site int
+	name string
+}
+
 // noteConflictLocked records a conflict once.
 func (n *Node) noteConflictLocked(site int, winner, loser string, newSite int) {
+	if n.noted == nil {
+		n.noted = make(map[conflictKey]bool)
+	}
+	k := conflictKey{site, loser}
+	if n.noted[k] && winner == "" {
+		return
+	}
+	n.noted[k] = true
 	for i := range n.st.Conflicts {
 		c := &n.st.Conflicts[i]
 		if c.Site == site && c.Loser == loser {

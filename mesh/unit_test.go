@@ -3,6 +3,8 @@ package mesh
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -252,5 +254,30 @@ func TestSiteContested(t *testing.T) {
 	n.st.Self.Site = 3
 	if !n.siteContestedLocked(map[string]PeerState{"b": StateAlive}) {
 		t.Error("self and b on site 3: not contested")
+	}
+}
+
+// TestConflictsNotedOnce: in a mesh with more conflicts than the 20 kept
+// for status (a full mesh), each is still recorded and logged once, not
+// again at every change once it has left the list.
+func TestConflictsNotedOnce(t *testing.T) {
+	var logs bytes.Buffer
+	n := &Node{log: slog.New(slog.NewTextHandler(&logs, nil)), now: time.Now}
+	for round := 0; round < 2; round++ {
+		for i := 0; i < 30; i++ {
+			n.noteConflictLocked(i+1, "", fmt.Sprintf("b%d", i), 0)
+		}
+		n.st.Conflicts = n.st.Conflicts[len(n.st.Conflicts)-20:] // as the flush trims
+	}
+	if got := len(n.st.Conflicts); got != 20 {
+		t.Errorf("%d conflicts kept, want 20", got)
+	}
+	if got := strings.Count(logs.String(), "site conflict between two bootures"); got != 30 {
+		t.Errorf("%d conflicts logged, want 30 (once each)", got)
+	}
+	// This booture losing one of them is still recorded, with its winner.
+	n.noteConflictLocked(30, "b99", "b29", 7)
+	if c := n.st.Conflicts[len(n.st.Conflicts)-1]; c.Winner != "b99" || c.NewSite != 7 {
+		t.Errorf("own move not recorded: %+v", c)
 	}
 }
