@@ -19,8 +19,9 @@ import (
 // collected too rarely, memory a burst of traffic used stays with the
 // process. So the daemon watches its allocation rate and sets a soft memory
 // limit to match:
-//   - at rest, a little above the live heap: the runtime hands freed memory
-//     back to the system;
+//   - at rest, a little above the live heap (plus what the runtime holds
+//     outside the heap, stacks mostly): the runtime hands freed memory back
+//     to the system;
 //   - under traffic, busyMemoryLimit (or twice the live heap if more): the
 //     pools stay full, and memory stays bounded.
 //
@@ -45,7 +46,7 @@ const restCollectPeriod = 10 * time.Second
 
 const (
 	// At rest: live heap × 5/4 + headroom, at least minMemoryLimit.
-	memoryHeadroom = 8 << 20
+	memoryHeadroom = 4 << 20
 	minMemoryLimit = 16 << 20
 	// busyAllocRate (bytes/s) marks traffic.
 	busyAllocRate = 4 << 20
@@ -53,13 +54,46 @@ const (
 	busyMemoryLimit = 96 << 20
 )
 
-// memoryLimit returns the soft limit for a live heap and an allocation
-// rate.
-func memoryLimit(live, allocRate uint64) int64 {
+// memoryLimit returns the soft limit for a live heap, the runtime's memory
+// outside the heap, and an allocation rate. The limit bounds all of the
+// runtime's memory, goroutine stacks included: with 200 peers, WireGuard's
+// goroutines' stacks alone are megabytes, and a limit from the heap alone
+// kept the collector running without end (74 % of the daemon's CPU).
+func memoryLimit(live, nonHeap, allocRate uint64) int64 {
 	if allocRate >= busyAllocRate {
-		return max(busyMemoryLimit, int64(live)*2)
+		return max(busyMemoryLimit, int64(nonHeap+live*2))
 	}
-	return max(minMemoryLimit, int64(live)*5/4+memoryHeadroom)
+	return max(minMemoryLimit, int64(nonHeap)+int64(live)*5/4+memoryHeadroom)
+}
+
+// memorySamples are what tuneMemory reads of the runtime.
+var memorySamples = []string{
+	"/gc/heap/live:bytes",
+	"/gc/heap/allocs:bytes",
+	"/memory/classes/total:bytes",
+	"/memory/classes/heap/released:bytes",
+	"/memory/classes/heap/free:bytes",
+	"/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/unused:bytes",
+}
+
+// readMemory returns the live heap, the bytes allocated so far, and the
+// memory the runtime holds outside the heap (stacks, metadata: what the
+// soft limit counts besides the heap).
+func readMemory(samples []metrics.Sample) (live, allocs, nonHeap uint64, ok bool) {
+	metrics.Read(samples)
+	v := make([]uint64, len(samples))
+	for i, s := range samples {
+		if s.Value.Kind() != metrics.KindUint64 {
+			return 0, 0, 0, false
+		}
+		v[i] = s.Value.Uint64()
+	}
+	heap := v[3] + v[4] + v[5] + v[6]
+	if v[2] > heap {
+		nonHeap = v[2] - heap
+	}
+	return v[0], v[1], nonHeap, true
 }
 
 // tuneMemory runs until ctx ends, adjusting the soft memory limit,
@@ -70,16 +104,17 @@ func tuneMemory(ctx context.Context, log *slog.Logger) {
 	if tune {
 		defer debug.SetMemoryLimit(math.MaxInt64)
 	}
-	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
+	samples := make([]metrics.Sample, len(memorySamples))
+	for i, name := range memorySamples {
+		samples[i].Name = name
+	}
 	t := time.NewTicker(memoryPeriod)
 	defer t.Stop()
 	var lastAllocs uint64
 	last := time.Now()
 	rest := newRestPlan(last)
 	for {
-		metrics.Read(samples)
-		if samples[0].Value.Kind() == metrics.KindUint64 && samples[1].Value.Kind() == metrics.KindUint64 {
-			allocs := samples[1].Value.Uint64()
+		if live, allocs, nonHeap, ok := readMemory(samples); ok {
 			rate := uint64(float64(allocs-lastAllocs) / max(time.Since(last).Seconds(), 0.001))
 			if lastAllocs == 0 {
 				rate = 0
@@ -87,7 +122,7 @@ func tuneMemory(ctx context.Context, log *slog.Logger) {
 			lastAllocs, last = allocs, time.Now()
 			collect, release := rest.step(last, rate)
 			if tune {
-				debug.SetMemoryLimit(memoryLimit(samples[0].Value.Uint64(), rate))
+				debug.SetMemoryLimit(memoryLimit(live, nonHeap, rate))
 				if collect {
 					runtime.GC()
 				}
