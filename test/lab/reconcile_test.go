@@ -1,6 +1,7 @@
 package lab_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -39,6 +40,18 @@ func TestIncrementalReconcile(t *testing.T) {
 		}
 		return p
 	}
+	// The baseline is taken once the pair's plan has settled: the
+	// responder turns its keepalive on responderDelay (5 s) after the peer
+	// came up, which may start one more handshake, by design and not a
+	// reset.
+	must(t, lab.Eventually(context.Background(), 15*time.Second, 200*time.Millisecond, func() error {
+		a, b := session(h1, st2.PublicKey), session(h2, st1.PublicKey)
+		if a.Keepalive == "off" || b.Keepalive == "off" {
+			return fmt.Errorf("keepalive h1->h2 %s, h2->h1 %s", a.Keepalive, b.Keepalive)
+		}
+		return nil
+	}))
+	time.Sleep(time.Second) // a handshake the keepalive started is done
 	base12, base21 := session(h1, st2.PublicKey), session(h2, st1.PublicKey)
 	if base12.LatestHandshake.IsZero() || base21.LatestHandshake.IsZero() {
 		t.Fatalf("no handshake between h1 and h2 yet: %+v %+v", base12, base21)
