@@ -60,7 +60,7 @@ func (b *bench) footprint() error {
 		b.note(sec, "Above %d peers the mesh is not made of real daemons: 201 bootured processes, each with 200 userspace WireGuard peers, do not fit a 2-core machine "+
 			"(tried on 2026-11-27: memory was fine, 19 GB left, but the load average reached 350 and the inviter could not answer an invitation request within 10 s). "+
 			"So one real bootured (h1) is measured, and its peers are played by `bench/cmd/peersim` in a second namespace: one process running, per peer, a real mesh node that joined with one of h1's invitations "+
-			"and a real wireguard-go device whose only peer is h1 (handshakes, keepalives every 25 s, rekeys). The simulated peers carry no traffic and make no tunnels among themselves, and gossip with the wan profile (probes every 5 s), which one process of 200 of them can keep up with; h1 cannot tell them from real bootures, but receives fewer probes than in a real lan mesh.", b.simAbove)
+			"and a real wireguard-go device whose only peer is h1 (handshakes, keepalives every 25 s, rekeys). The simulated peers carry no traffic and make no tunnels among themselves, and gossip with the wan profile (probes every 5 s), which one process of 200 of them can keep up with; h1 cannot tell them from real bootures, but receives fewer probes than in a real lan mesh. Its rest period starts once its gossip has stayed under 2 KB/s for 5 s: the simulated bootures go on converging among themselves after h1 sees them all.", b.simAbove)
 	}
 	return b.membersBench()
 }
@@ -191,7 +191,8 @@ func (b *bench) idleMesh(peers int, window time.Duration) (*idleResult, error) {
 
 // simulatePeers starts h1's bootured and has peersim, in h2, join it as
 // peers bootures, each with its own WireGuard device; it returns once h1
-// sees them all alive, each with a WireGuard handshake.
+// sees them all alive, each with a WireGuard handshake, and its gossip has
+// settled.
 func (b *bench) simulatePeers(l *lab.Lab, peers int, timeout time.Duration) error {
 	h := l.H(1)
 	if err := h.Start(); err != nil {
@@ -223,7 +224,7 @@ func (b *bench) simulatePeers(l *lab.Lab, peers int, timeout time.Duration) erro
 			}
 		}
 		if up == peers {
-			return nil
+			return b.gossipSettled(h, 2000, time.Until(deadline)+time.Minute)
 		}
 		if p.Exited() {
 			data, _ := os.ReadFile(logPath)
@@ -234,6 +235,39 @@ func (b *bench) simulatePeers(l *lab.Lab, peers int, timeout time.Duration) erro
 		}
 		if err := b.sleep(2 * time.Second); err != nil {
 			return err
+		}
+	}
+}
+
+// gossipSettled waits until h's gossip traffic (sent + received) stays
+// under maxRate bytes/s over 5 s: a big simulated mesh is still converging
+// among its own nodes (full-state exchanges with h) well after h sees
+// them all, and a daemon is at rest only once that is over.
+func (b *bench) gossipSettled(h *lab.Host, maxRate float64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	total := func() (uint64, error) {
+		st, err := status(h)
+		return st.GossipTraffic.In + st.GossipTraffic.Out, err
+	}
+	for {
+		g0, err := total()
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := b.sleep(5 * time.Second); err != nil {
+			return err
+		}
+		g1, err := total()
+		if err != nil {
+			return err
+		}
+		rate := float64(g1-g0) / time.Since(t0).Seconds()
+		if rate < maxRate {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gossip of %s still at %.0f B/s after %v", h.Name, rate, timeout)
 		}
 	}
 }
