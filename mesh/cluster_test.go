@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -166,9 +167,13 @@ func TestFoundJoinConverge(t *testing.T) {
 // TestJoinRetryAfterLostAnswer: the inviter admits a booture whose join
 // answer never arrives (a timeout on a loaded link); the same booture asking
 // again with the same token is admitted again, on the same site, and
-// another booture still cannot use that token.
+// another booture still cannot use that token, nor b once the retry
+// window is over.
 func TestJoinRetryAfterLostAnswer(t *testing.T) {
-	a := startTestNode(t, "a", "", Key{})
+	var skew atomic.Int64 // a's clock ahead of the real one
+	a := startTestNode(t, "a", "", Key{}, func(c *Config) {
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
 	b := startTestNode(t, "b", "", Key{})
 	c := startTestNode(t, "c", "", Key{})
 	inv, err := a.Invite(time.Hour)
@@ -217,6 +222,10 @@ func TestJoinRetryAfterLostAnswer(t *testing.T) {
 		_, ok2 := b.View().Peer("a")
 		return ok && ok2
 	})
+	skew.Store(int64(redeemRetryWindow + time.Minute))
+	if _, err := b.Join(context.Background(), inv.Token); !errorIs(err, ErrTokenUsed) {
+		t.Fatalf("b again after the retry window: got %v, want ErrTokenUsed", err)
+	}
 }
 
 func TestTokenErrors(t *testing.T) {

@@ -364,6 +364,12 @@ type admission struct {
 	joiner Record
 }
 
+// redeemRetryWindow is how long after using a token the same booture may
+// redeem it again: the answer to its first request can be lost (a timeout
+// on a slow or loaded link) after the inviter admitted it, and the joiner
+// retries. Later, the token is used, as for anyone else.
+const redeemRetryWindow = 5 * time.Minute
+
 // admitLocked checks an invitation and decides the outcome of a join. On
 // refusal it returns an error code and message for the joiner. n.opMu must
 // be held.
@@ -376,13 +382,14 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 		return reply, nil, "unknown", ""
 	}
 	used := fmt.Sprintf("by %s at %s", inv.UsedBy, time.UnixMilli(inv.UsedAt).UTC().Format(time.RFC3339))
-	if inv.UsedAt != 0 && inv.UsedByKey.IsZero() {
+	// A used token may only be asked for again by the booture that used
+	// it, shortly after (see redeemRetryWindow): that is checked once the
+	// request is open.
+	retry := inv.UsedAt != 0 && !inv.UsedByKey.IsZero() && now.Sub(time.UnixMilli(inv.UsedAt)) <= redeemRetryWindow
+	switch {
+	case inv.UsedAt != 0 && !retry:
 		return reply, nil, "used", used
-	}
-	if now.After(time.Unix(inv.Expires, 0)) {
-		if inv.UsedAt != 0 {
-			return reply, nil, "used", used
-		}
+	case now.After(time.Unix(inv.Expires, 0)):
 		return reply, nil, "expired", "at " + time.Unix(inv.Expires, 0).UTC().Format(time.RFC3339)
 	}
 	key = tokenKey(inv.Secret)
@@ -395,10 +402,7 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 		return reply, nil, "garbled", "malformed join request"
 	}
 	joiner := req.Self
-	// The booture that used the token may ask again, until it expires:
-	// the answer to its first request can be lost (a timeout on a slow or
-	// loaded link) after this side has already admitted it.
-	if inv.UsedAt != 0 && inv.UsedByKey != joiner.PublicKey {
+	if retry && inv.UsedByKey != joiner.PublicKey {
 		return reply, nil, "used", used
 	}
 	if err := joiner.Validate(); err != nil {
@@ -417,7 +421,7 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 		reply.Outcome = "merge"
 	} else {
 		site := 0
-		if hadPrev && (req.Summary.MeshID == ours.MeshID || inv.UsedAt != 0) {
+		if hadPrev && (req.Summary.MeshID == ours.MeshID || retry) {
 			site = prev.Site // a booture of this mesh coming back, or asking again
 		} else if site, err = n.freeSiteLocked(); err != nil {
 			return reply, nil, "refused", err.Error()
@@ -432,7 +436,7 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 	// Mark the token used before answering: a token works once, even if
 	// this booture crashes right after.
 	usedBefore := *inv
-	if inv.UsedAt == 0 {
+	if !retry {
 		inv.UsedAt, inv.UsedBy, inv.UsedByKey = now.UnixMilli(), joiner.Name, joiner.PublicKey
 	}
 	if err := n.saveLocked(); err != nil {

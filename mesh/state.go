@@ -119,7 +119,7 @@ type invitation struct {
 	UsedBy  string `json:"used_by,omitempty"`
 	UsedAt  int64  `json:"used_at,omitempty"`
 	// UsedByKey is the public key of the booture that used it: only that
-	// booture may redeem it again (a retry after a lost answer).
+	// booture may redeem it again, within redeemRetryWindow.
 	UsedByKey Key `json:"used_by_key,omitzero"`
 }
 
