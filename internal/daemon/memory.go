@@ -41,6 +41,11 @@ import (
 // memoryPeriod is how often the limit is reconsidered.
 const memoryPeriod = 2 * time.Second
 
+// ReleaseDelay is how long after start the daemon may release its
+// start-up code (at its first rest after it): the mesh is joined and the
+// plugins started by then. Footprint measurements wait for it.
+const ReleaseDelay = 30 * time.Second
+
 // restCollectPeriod is how often the daemon collects at rest.
 const restCollectPeriod = 10 * time.Second
 
@@ -66,15 +71,34 @@ func memoryLimit(live, nonHeap, allocRate uint64) int64 {
 	return max(minMemoryLimit, int64(nonHeap)+int64(live)*5/4+memoryHeadroom)
 }
 
-// memorySamples are what tuneMemory reads of the runtime.
-var memorySamples = []string{
-	"/gc/heap/live:bytes",
-	"/gc/heap/allocs:bytes",
-	"/memory/classes/total:bytes",
-	"/memory/classes/heap/released:bytes",
-	"/memory/classes/heap/free:bytes",
-	"/memory/classes/heap/objects:bytes",
-	"/memory/classes/heap/unused:bytes",
+// The runtime metrics tuneMemory reads, by their index in its samples.
+const (
+	metricLive = iota
+	metricAllocs
+	metricTotal
+	metricReleased
+	metricFree
+	metricObjects
+	metricUnused
+	metricCount
+)
+
+var memoryMetrics = [metricCount]string{
+	metricLive:     "/gc/heap/live:bytes",
+	metricAllocs:   "/gc/heap/allocs:bytes",
+	metricTotal:    "/memory/classes/total:bytes",
+	metricReleased: "/memory/classes/heap/released:bytes",
+	metricFree:     "/memory/classes/heap/free:bytes",
+	metricObjects:  "/memory/classes/heap/objects:bytes",
+	metricUnused:   "/memory/classes/heap/unused:bytes",
+}
+
+func newMemorySamples() []metrics.Sample {
+	samples := make([]metrics.Sample, metricCount)
+	for i, name := range memoryMetrics {
+		samples[i].Name = name
+	}
+	return samples
 }
 
 // readMemory returns the live heap, the bytes allocated so far, and the
@@ -82,32 +106,29 @@ var memorySamples = []string{
 // soft limit counts besides the heap).
 func readMemory(samples []metrics.Sample) (live, allocs, nonHeap uint64, ok bool) {
 	metrics.Read(samples)
-	v := make([]uint64, len(samples))
-	for i, s := range samples {
-		if s.Value.Kind() != metrics.KindUint64 {
+	var v [metricCount]uint64
+	for i := range v {
+		if samples[i].Value.Kind() != metrics.KindUint64 {
 			return 0, 0, 0, false
 		}
-		v[i] = s.Value.Uint64()
+		v[i] = samples[i].Value.Uint64()
 	}
-	heap := v[3] + v[4] + v[5] + v[6]
-	if v[2] > heap {
-		nonHeap = v[2] - heap
+	heap := v[metricReleased] + v[metricFree] + v[metricObjects] + v[metricUnused]
+	if v[metricTotal] > heap {
+		nonHeap = v[metricTotal] - heap
 	}
-	return v[0], v[1], nonHeap, true
+	return v[metricLive], v[metricAllocs], nonHeap, true
 }
 
 // tuneMemory runs until ctx ends, adjusting the soft memory limit,
 // collecting at rest, and releasing the start-up code at the first rest
-// after releaseDelay.
+// after ReleaseDelay.
 func tuneMemory(ctx context.Context, log *slog.Logger) {
 	tune := os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == ""
 	if tune {
 		defer debug.SetMemoryLimit(math.MaxInt64)
 	}
-	samples := make([]metrics.Sample, len(memorySamples))
-	for i, name := range memorySamples {
-		samples[i].Name = name
-	}
+	samples := newMemorySamples()
 	t := time.NewTicker(memoryPeriod)
 	defer t.Stop()
 	var lastAllocs uint64
@@ -141,7 +162,7 @@ func tuneMemory(ctx context.Context, log *slog.Logger) {
 
 // restPlan decides, at each look, what the daemon does at rest: collect
 // (every restCollectPeriod) and release the start-up code (once, at the
-// first rest releaseDelay or more after start).
+// first rest ReleaseDelay or more after start).
 type restPlan struct {
 	started, lastCollect time.Time
 	released             bool
@@ -158,7 +179,7 @@ func (p *restPlan) step(now time.Time, allocRate uint64) (collect, release bool)
 	if now.Sub(p.lastCollect) >= restCollectPeriod {
 		collect, p.lastCollect = true, now
 	}
-	if !p.released && now.Sub(p.started) >= releaseDelay {
+	if !p.released && now.Sub(p.started) >= ReleaseDelay {
 		release, p.released = true, true
 	}
 	return collect, release

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"runtime"
-	"runtime/metrics"
 	"sync"
 	"testing"
 	"time"
@@ -30,10 +29,7 @@ func TestMemoryLimit(t *testing.T) {
 // at least) and is counted in the limit the runtime enforces, so the rest
 // limit leaves the heap its room.
 func TestReadMemory(t *testing.T) {
-	samples := make([]metrics.Sample, len(memorySamples))
-	for i, name := range memorySamples {
-		samples[i].Name = name
-	}
+	samples := newMemorySamples()
 	runtime.GC() // the live heap is known after a collection
 	live, allocs, nonHeap, ok := readMemory(samples)
 	if !ok {

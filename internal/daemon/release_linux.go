@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,10 +23,6 @@ import (
 // (MADV_RANDOM: readahead would bring back code it no longer needs, about
 // 5 MB more). Only read-only mappings are released: the kernel reclaims
 // those pages for free, as it would under memory pressure.
-
-// releaseDelay is how long after start the pages may be released (at the
-// first rest after it): the mesh is joined and the plugins started by then.
-const releaseDelay = 30 * time.Second
 
 // releaseStartupCode releases the pages of the binary and logs what it did.
 func releaseStartupCode(log *slog.Logger) {

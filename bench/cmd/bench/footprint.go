@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/api"
+	"github.com/booture/booture/internal/daemon"
 	"github.com/booture/booture/internal/lab"
 )
 
@@ -22,8 +23,8 @@ func (b *bench) footprint() error {
 	const sec = "Footprint"
 	window := b.dur(20*time.Second, 8*time.Second) // measured, after restAfter
 	b.note(sec, "Idle footprint: a mesh of N+1 bootures in the lab (each has N peers), formed, then left alone for %v, then measured over %v: CPU from /proc/PID/stat over that window, RSS (VmRSS, and its anonymous part RssAnon: the rest is the mapped binary) at its end, and the peak (VmHWM) over the daemon's life. "+
-		"Each lab host runs its own copy of bootured, as bootures on their own machines: the daemons share none of the binary's pages, so that each one's release of its start-up code (at its first rest 30 s or more after start, see the README) is what it would be alone. "+
-		"Here the samples are the daemons of one mesh (median and min–max across them), not repeated runs. 0 peers: three bootures that never joined anyone. Gossip is sent + received bytes per second from `status`.", restAfter, window)
+		"Each lab host runs its own copy of bootured, as bootures on their own machines: the daemons share none of the binary's pages, so that each one's release of its start-up code (at its first rest %v or more after start, see the README) is what it would be alone. "+
+		"Here the samples are the daemons of one mesh (median and min–max across them), not repeated runs. 0 peers: three bootures that never joined anyone. Gossip is sent + received bytes per second from `status`.", restAfter, window, daemon.ReleaseDelay)
 	sizes := b.peerSizes()
 	rc := &Curve{ID: "rss-vs-peers", Title: "Idle bootured memory vs peers (lab, userspace WireGuard)", XLabel: "peers", YLabel: "MB", Series: []Series{{Name: "VmRSS"}, {Name: "RssAnon"}}}
 	cc := &Curve{ID: "cpu-vs-peers", Title: "Idle bootured CPU vs peers (lab)", XLabel: "peers", YLabel: "% of one core", Series: []Series{{Name: "CPU"}}}
@@ -78,9 +79,13 @@ func (b *bench) peerSizes() []int {
 }
 
 // restAfter is how long after a mesh formed its daemons are at rest:
-// each released its start-up code at its first rest 30 s or more after
-// its start and has read back, within seconds, the code it still runs.
-const restAfter = 45 * time.Second
+// each released its start-up code at its first rest daemon.ReleaseDelay
+// or more after its start and has read back, within seconds, the code it
+// still runs.
+const restAfter = daemon.ReleaseDelay + 15*time.Second
+
+// memberRest is how long the members bench lets its lone daemon settle.
+const memberRest = daemon.ReleaseDelay + 5*time.Second
 
 type idleResult struct{ rss, anon, peak, cpu []float64 }
 
@@ -290,8 +295,8 @@ func (b *bench) membersBench() error {
 	if err := h.Start(); err != nil {
 		return err
 	}
-	// At rest: after the daemon released its start-up code (30 s).
-	b.sleep(35 * time.Second)
+	// At rest: after the daemon released its start-up code.
+	b.sleep(memberRest)
 	rss0, _ := lab.ProcMem(h.PID(), "VmRSS")
 	fAdd := b.figure(sec, table, "member add, end to end (CLI)", "ms", "ip netns exec h1 booture --socket SOCK member add mNNN (one at a time, each timed)")
 	for i := range count {
@@ -357,7 +362,7 @@ func (b *bench) membersBench() error {
 	rss1, _ := lab.ProcMem(h.PID(), "VmRSS")
 	name := fmt.Sprintf("RSS with %d members", count)
 	cmd := fmt.Sprintf("VmRSS of bootured (no peer) after %d member adds", count)
-	b.figure(sec, table, "RSS with no member", "MB", "VmRSS of bootured (no peer), 35 s after start").add(float64(rss0) / 1e6)
+	b.figure(sec, table, "RSS with no member", "MB", fmt.Sprintf("VmRSS of bootured (no peer), %v after start", memberRest)).add(float64(rss0) / 1e6)
 	b.figure(sec, table, name, "MB", cmd).add(float64(rss1) / 1e6)
 	b.figure(sec, table, fmt.Sprintf("idle CPU with %d members", count), "% of a core", cmd+", over 10 s").add(100 * (cpu1 - cpu0).Seconds() / time.Since(t1).Seconds())
 	return nil

@@ -96,36 +96,26 @@ func main() {
 		fatal(err)
 	}
 	// Each device gets its peer once the simulated booture's view has the
-	// booture under test; then keep them in step (a new endpoint or site).
+	// booture under test; then keep them in step (a new endpoint or site):
+	// every second until all have it, then every 10 s.
+	wait := time.Second
 	for {
-		ready := 0
+		n := 0
 		for _, s := range sims {
 			if err := s.sync(*target); err != nil {
 				log.Warn("wireguard peer", "sim", s.name, "err", err)
-			} else if s.configured {
-				ready++
+			} else if s.peerConf != "" {
+				n++
 			}
 		}
-		if ready == len(sims) {
-			fmt.Printf("ready %d\n", ready)
-			break
+		if n == len(sims) && wait == time.Second {
+			fmt.Printf("ready %d\n", n)
+			wait = 10 * time.Second
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Second):
-		}
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(10 * time.Second):
-		}
-		for _, s := range sims {
-			if err := s.sync(*target); err != nil {
-				log.Warn("wireguard peer", "sim", s.name, "err", err)
-			}
+		case <-time.After(wait):
 		}
 	}
 }
@@ -159,11 +149,10 @@ func readTokens(path string) ([]string, error) {
 
 // sim is one simulated peer booture.
 type sim struct {
-	name       string
-	node       *mesh.Node
-	dev        *device.Device
-	configured bool
-	peerConf   string // the UAPI peer section last set
+	name     string
+	node     *mesh.Node
+	dev      *device.Device
+	peerConf string // the UAPI peer section last set ("" until it has its peer)
 }
 
 func startSim(ctx context.Context, log *slog.Logger, prof mesh.Profile, i int, addr netip.Addr, wgPort uint16, dir, token string) (*sim, error) {
@@ -227,7 +216,7 @@ func (s *sim) sync(target string) error {
 		if err := s.dev.IpcSet("replace_peers=true\n" + conf); err != nil {
 			return err
 		}
-		s.peerConf, s.configured = conf, true
+		s.peerConf = conf
 		return nil
 	}
 	return nil
