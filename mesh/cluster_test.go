@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 // testNode is one in-process booture over loopback.
@@ -34,6 +36,13 @@ func testLogger(t testing.TB) *slog.Logger {
 // empty) and key priv (generated if zero).
 func startTestNode(t testing.TB, name, dir string, priv Key, opts ...func(*Config)) *testNode {
 	t.Helper()
+	return startTunedNode(t, name, dir, priv, nil, opts...)
+}
+
+// startTunedNode is startTestNode with memberlist's configuration adjusted
+// by tune.
+func startTunedNode(t testing.TB, name, dir string, priv Key, tune func(*memberlist.Config), opts ...func(*Config)) *testNode {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -55,6 +64,7 @@ func startTestNode(t testing.TB, name, dir string, priv Key, opts ...func(*Confi
 	if err != nil {
 		t.Fatalf("new node %s: %v", name, err)
 	}
+	n.tuneGossip = tune
 	if err := n.Start(context.Background()); err != nil {
 		t.Fatalf("start node %s: %v", name, err)
 	}

@@ -58,6 +58,9 @@ func (d *delegate) NotifyMsg(b []byte) {
 	case msgCatalog:
 		msg := append([]byte(nil), b[1:]...)
 		go n.handleCatalog(msg)
+	case msgDigest:
+		msg := append([]byte(nil), b[1:]...)
+		go n.handleDigest(msg)
 	default:
 		n.log.Debug("ignoring unknown gossip message type", "type", b[0])
 	}
@@ -230,7 +233,15 @@ func (n *Node) upsertLocked(r Record, live bool) bool {
 	}
 	n.roster[r.PublicKey] = r
 	n.dirty = true
-	if !ok || r.Name != old.Name || r.Left() != old.Left() {
+	switch {
+	case !ok && n.names != nil:
+		// A newcomer: index it as byNameLocked would, rather than
+		// rebuild the index at every arrival in a growing mesh.
+		cur, dup := n.roster[n.names[r.Name]]
+		if !dup || (cur.Left() && !r.Left()) {
+			n.names[r.Name] = r.PublicKey
+		}
+	case ok && (r.Name != old.Name || r.Left() != old.Left()):
 		n.names = nil
 	}
 	if !ok {

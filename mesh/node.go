@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -141,6 +142,14 @@ type Node struct {
 	// logged and recorded again at every change of the mesh.
 	noted     map[conflictKey]bool
 	unsettled conflictKey
+	// view is the digest of the bootures gossip sees up, unchanged since
+	// viewSince; differ are the bootures whose digests differed from it
+	// since; lastRepair is when digests last made this booture exchange
+	// full state (see digest.go).
+	view                  viewDigest
+	viewSince, lastRepair time.Time
+	differ                map[string]bool
+	repairs               atomic.Int64 // exchanges started on a digest
 
 	localServices []catalog.Service    // this booture's catalog
 	servicesSet   bool                 // SetServices was called since start
@@ -152,6 +161,10 @@ type Node struct {
 	retry         map[Key]*retryState
 	oldKeys       [][]byte // previous gossip keys still accepted for a grace period
 	closed        bool
+
+	// tuneGossip, set by tests before Start, adjusts memberlist's
+	// configuration last.
+	tuneGossip func(*memberlist.Config)
 
 	kick   chan struct{}
 	cancel context.CancelFunc
@@ -355,6 +368,9 @@ func (n *Node) startGossip() error {
 	mc.Alive = (*events)(n)
 	mc.Conflict = (*events)(n)
 	mc.Logger = newMemberlistLogger(n.log)
+	if n.tuneGossip != nil {
+		n.tuneGossip(mc)
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		mt.Shutdown()
@@ -439,15 +455,15 @@ func (n *Node) loop(ctx context.Context) {
 		case <-n.kick:
 			n.settleConflicts(n.refreshStates())
 			n.checkKeyExposure()
-			// Coalesce bursts of events (a big mesh starting): look
-			// at most five times a second.
+			// Coalesce bursts of events (a big mesh starting).
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(200 * time.Millisecond):
+			case <-time.After(n.lookDelay()):
 			}
 		case <-rejoin.C:
 			states := n.refreshStates()
+			n.shareView()
 			n.rejoinRound(ctx)
 			n.requestCatalogs()
 			n.settleConflicts(states)
@@ -463,6 +479,17 @@ func (n *Node) loop(ctx context.Context) {
 			n.mu.Unlock()
 		}
 	}
+}
+
+// lookDelay is how long the loop waits, after looking at the mesh for a
+// change, before it looks again: 200 ms, plus 200 ms per 50 bootures. In a
+// big mesh each look costs more and changes come in floods (every booture
+// hears of every join), so it looks less often: about every 2 s with 500.
+func (n *Node) lookDelay() time.Duration {
+	n.mu.Lock()
+	size := len(n.roster)
+	n.mu.Unlock()
+	return time.Duration(1+size/50) * 200 * time.Millisecond
 }
 
 // leftRetention is how long a booture that left stays listed as "left".
@@ -652,25 +679,13 @@ func (n *Node) View() View {
 // its own lock).
 func (n *Node) memberStates() map[string]PeerState {
 	ml := n.memberlist()
-	out := make(map[string]PeerState)
 	if ml == nil {
-		return out
+		return make(map[string]PeerState)
 	}
 	if st, ok := nodeStates(ml); ok {
-		for name, s := range st {
-			switch s {
-			case memberlist.StateAlive:
-				out[name] = StateAlive
-			case memberlist.StateSuspect:
-				out[name] = StateSuspect
-			case memberlist.StateLeft:
-				out[name] = StateLeft
-			default:
-				out[name] = StateDead
-			}
-		}
-		return out
+		return st
 	}
+	out := make(map[string]PeerState)
 	for _, m := range ml.Members() {
 		out[m.Name] = StateAlive
 	}
@@ -713,6 +728,7 @@ func (n *Node) refreshStates() map[string]PeerState {
 		}
 		n.logged[k] = s
 	}
+	n.noteViewLocked(states)
 	return states
 }
 
@@ -748,30 +764,67 @@ func (n *Node) viewLocked(states map[string]PeerState) View {
 // are up compete: a dead booture's record reserves its site for new
 // invitations but never takes it from a live one.
 func markSiteLosers(v *View) {
-	winner := map[int]Record{v.Self.Site: v.Self}
+	var c siteContest
+	c.add(v.Self)
 	for _, p := range v.Peers {
-		if !p.up() {
-			continue
-		}
-		if w, ok := winner[p.Site]; !ok || claimLess(p.Record, w) {
-			winner[p.Site] = p.Record
+		if p.up() {
+			c.add(p.Record)
 		}
 	}
 	for i := range v.Peers {
 		p := &v.Peers[i]
-		p.SiteLost = p.up() && winner[p.Site].PublicKey != p.PublicKey
+		p.SiteLost = p.up() && c.lost(p.Record)
 	}
 }
 
 func (p *Peer) up() bool { return p.State == StateAlive || p.State == StateSuspect }
 
+// siteContest finds the winning claim on each site among the bootures
+// added (those that are up), in one pass and without allocating: it runs at
+// every change of a big mesh.
+type siteContest struct {
+	held      [MaxSite + 1]bool
+	winner    [MaxSite + 1]siteClaim
+	contested bool // two claims on one site were added
+}
+
+// siteClaim is what orders two claims on one site.
+type siteClaim struct {
+	at  int64
+	key Key
+}
+
+func (c *siteContest) add(r Record) {
+	if r.Site < 0 || r.Site > MaxSite {
+		return
+	}
+	cl := siteClaim{r.SiteClaim, r.PublicKey}
+	if !c.held[r.Site] {
+		c.held[r.Site], c.winner[r.Site] = true, cl
+		return
+	}
+	c.contested = true
+	if cl.less(c.winner[r.Site]) {
+		c.winner[r.Site] = cl
+	}
+}
+
+// lost tells whether r, added before, lost its site to another claim.
+func (c *siteContest) lost(r Record) bool {
+	return r.Site >= 0 && r.Site <= MaxSite && c.held[r.Site] && c.winner[r.Site].key != r.PublicKey
+}
+
 // claimLess orders two claims on one site: the earlier claim wins, then the
 // lower public key. Every booture computes the same winner.
 func claimLess(a, b Record) bool {
-	if a.SiteClaim != b.SiteClaim {
-		return a.SiteClaim < b.SiteClaim
+	return siteClaim{a.SiteClaim, a.PublicKey}.less(siteClaim{b.SiteClaim, b.PublicKey})
+}
+
+func (a siteClaim) less(b siteClaim) bool {
+	if a.at != b.at {
+		return a.at < b.at
 	}
-	return a.PublicKey.String() < b.PublicKey.String()
+	return a.key.String() < b.key.String()
 }
 
 // freeSiteLocked returns the lowest site no booture of the roster holds
@@ -802,39 +855,37 @@ func (n *Node) settleConflicts(states map[string]PeerState) {
 	n.opMu.Lock()
 	defer n.opMu.Unlock()
 	n.mu.Lock()
-	// This runs on every change of the mesh: in a big mesh, look closer
-	// only when two bootures that are up hold one site.
-	if !n.siteContestedLocked(states) {
+	c := n.siteContestLocked(states)
+	if !c.contested {
 		n.mu.Unlock()
 		return
 	}
-	v := n.viewLocked(states)
-	self := v.Self
-	var winner *Peer
-	for i := range v.Peers {
-		p := &v.Peers[i]
-		if p.up() && p.Site == self.Site && claimLess(p.Record, self) {
-			winner = p
-		}
-	}
 	// Record conflicts seen between others, once each, for status.
-	for _, p := range v.Peers {
-		if p.SiteLost {
-			n.noteConflictLocked(p.Site, "", p.Name, 0)
+	var winner string
+	self := n.st.Self
+	for _, r := range n.roster {
+		if !upIn(states, r.Name) {
+			continue
+		}
+		if r.Site == self.Site && c.winner[r.Site].key == r.PublicKey {
+			winner = r.Name
+		}
+		if c.lost(r) {
+			n.noteConflictLocked(r.Site, "", r.Name, 0)
 		}
 	}
-	if winner == nil {
+	if !c.lost(self) {
 		n.mu.Unlock()
 		return
 	}
 	newSite, err := n.freeSiteLocked()
 	if err != nil {
-		k := conflictKey{self.Site, winner.Name}
+		k := conflictKey{self.Site, winner}
 		again := n.unsettled == k
 		n.unsettled = k
 		n.mu.Unlock()
 		if !again {
-			n.log.Error("site conflict cannot be settled", "site", self.Site, "winner", winner.Name, "err", err)
+			n.log.Error("site conflict cannot be settled", "site", self.Site, "winner", winner, "err", err)
 		}
 		return
 	}
@@ -843,12 +894,12 @@ func (n *Node) settleConflicts(states map[string]PeerState) {
 	n.st.Self.Site = newSite
 	n.st.Self.SiteClaim = now.UnixMilli()
 	n.st.Self.Gen = nextGen(n.st.Self.Gen, now)
-	n.noteConflictLocked(old, winner.Name, n.st.Self.Name, newSite)
+	n.noteConflictLocked(old, winner, n.st.Self.Name, newSite)
 	err = n.saveLocked()
 	ml := n.ml
 	n.mu.Unlock()
 	n.log.Warn("site conflict: another booture holds our site with an earlier claim; moved to a free site (members need their new configuration)",
-		"site", old, "winner", winner.Name, "new_site", newSite)
+		"site", old, "winner", winner, "new_site", newSite)
 	if err != nil {
 		n.log.Error("saving mesh state", "err", err)
 	}
@@ -858,28 +909,23 @@ func (n *Node) settleConflicts(states map[string]PeerState) {
 	n.cfg.OnChange()
 }
 
-// siteContestedLocked tells whether two bootures that are up (this one
-// included) hold the same site, as markSiteLosers sees them.
-func (n *Node) siteContestedLocked(states map[string]PeerState) bool {
-	var holders [MaxSite + 1]bool
-	mark := func(site int) bool {
-		if site < 0 || site > MaxSite {
-			return false
-		}
-		seen := holders[site]
-		holders[site] = true
-		return seen
-	}
-	mark(n.st.Self.Site)
+// siteContestLocked runs the contest for sites among this booture and
+// those of the roster that are up, as markSiteLosers sees them.
+func (n *Node) siteContestLocked(states map[string]PeerState) *siteContest {
+	c := new(siteContest)
+	c.add(n.st.Self)
 	for _, r := range n.roster {
-		if s := states[r.Name]; s != StateAlive && s != StateSuspect {
-			continue
-		}
-		if mark(r.Site) {
-			return true
+		if upIn(states, r.Name) {
+			c.add(r)
 		}
 	}
-	return false
+	return c
+}
+
+// upIn tells whether states has the booture called name alive or suspect.
+func upIn(states map[string]PeerState, name string) bool {
+	s := states[name]
+	return s == StateAlive || s == StateSuspect
 }
 
 // conflictKey names a conflict: the site, and the booture that lost it

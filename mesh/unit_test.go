@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 func TestSiteAddresses(t *testing.T) {
@@ -169,6 +172,15 @@ func TestRosterByName(t *testing.T) {
 	// whatever the map's order.
 	fresh := Record{Name: "diois", PublicKey: key(), Site: 3, Gen: 30}
 	n.upsertLocked(fresh, true)
+	if r, ok := n.byNameLocked("diois"); !ok || r.PublicKey != fresh.PublicKey {
+		t.Fatalf("byName(diois) after indexing the newcomer = %s, %v; want the record that has not left", r.PublicKey, ok)
+	}
+	// A third record that left does not take the name from it.
+	gone := Record{Name: "diois", PublicKey: key(), Site: 4, Gen: 40, LeftAt: 50}
+	n.upsertLocked(gone, false)
+	if r, _ := n.byNameLocked("diois"); r.PublicKey != fresh.PublicKey {
+		t.Fatalf("byName(diois) = %s after a left record came; want the record that has not left", r.PublicKey)
+	}
 	for range 20 {
 		n.names = nil
 		if r, ok := n.byNameLocked("diois"); !ok || r.PublicKey != fresh.PublicKey {
@@ -181,8 +193,8 @@ func TestRosterByName(t *testing.T) {
 	if r, ok := n.byNameLocked("crest"); !ok || r.PublicKey != fresh.PublicKey {
 		t.Fatalf("byName(crest) = %+v, %v", r, ok)
 	}
-	if r, ok := n.byNameLocked("diois"); !ok || r.PublicKey != old.PublicKey {
-		t.Fatalf("byName(diois) after the rename = %s, %v; want the old record", r.PublicKey, ok)
+	if r, ok := n.byNameLocked("diois"); !ok || (r.PublicKey != old.PublicKey && r.PublicKey != gone.PublicKey) {
+		t.Fatalf("byName(diois) after the rename = %s, %v; want a record that left", r.PublicKey, ok)
 	}
 	if _, ok := n.byNameLocked("nyons"); ok {
 		t.Fatal("found a booture that does not exist")
@@ -237,7 +249,7 @@ func TestSiteContested(t *testing.T) {
 		{"c dead does not compete", map[string]PeerState{"a": StateAlive, "b": StateAlive, "c": StateDead}, false},
 		{"c left, unknown to gossip", map[string]PeerState{"a": StateAlive, "b": StateAlive}, false},
 	} {
-		if got := n.siteContestedLocked(tc.states); got != tc.want {
+		if got := n.siteContestLocked(tc.states).contested; got != tc.want {
 			t.Errorf("%s: contested = %v, want %v", tc.name, got, tc.want)
 		}
 		// The full view agrees: a loser exactly when contested.
@@ -252,7 +264,7 @@ func TestSiteContested(t *testing.T) {
 	}
 	// This booture's own site counts.
 	n.st.Self.Site = 3
-	if !n.siteContestedLocked(map[string]PeerState{"b": StateAlive}) {
+	if !n.siteContestLocked(map[string]PeerState{"b": StateAlive}).contested {
 		t.Error("self and b on site 3: not contested")
 	}
 }
@@ -279,5 +291,26 @@ func TestConflictsNotedOnce(t *testing.T) {
 	n.noteConflictLocked(30, "b99", "b29", 7)
 	if c := n.st.Conflicts[len(n.st.Conflicts)-1]; c.Winner != "b99" || c.NewSite != 7 {
 		t.Errorf("own move not recorded: %+v", c)
+	}
+}
+
+// TestNodeStatesReadsMemberlist flags a memberlist upgrade that changes the
+// node table nodeStates reads: status would then show suspect bootures as
+// alive and those that left as dead.
+func TestNodeStatesReadsMemberlist(t *testing.T) {
+	c := memberlist.DefaultLocalConfig()
+	c.Name, c.BindAddr, c.BindPort = "diois", "127.0.0.1", 0
+	c.LogOutput = io.Discard
+	ml, err := memberlist.Create(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ml.Shutdown()
+	states, ok := nodeStates(ml)
+	if !ok {
+		t.Fatal("memberlist's node table changed: update nodeStates")
+	}
+	if len(states) != 1 || states["diois"] != StateAlive {
+		t.Fatalf("nodeStates = %v; want diois alive", states)
 	}
 }
