@@ -6,7 +6,8 @@
 // every booture it has ever seen in the mesh (so that a crashed or cut-off
 // booture keeps its site and is found again when it comes back), and turns
 // invitations, expulsions and merges of meshes into changes of that roster and
-// of the mesh's credentials.
+// of the mesh's credentials. Bootures also trade digests of their views, so
+// that one that gossip left behind catches up at once (digest.go).
 //
 // The package also holds the pure parts the daemon builds on: the address
 // plan (sites inside 10.77.0.0/16 and a ULA /48 derived from the mesh's

@@ -53,7 +53,9 @@ func BenchmarkMeshScale(b *testing.B) {
 }
 
 func benchScale(b *testing.B, count, batch int, idle time.Duration, profile Profile) {
-	seed := startTestNode(b, "n1", "", Key{}, func(c *Config) { c.Profile = profile })
+	// The daemon's timings: startTestNode's rejoin rounds are shorter.
+	daemonLike := func(c *Config) { c.Profile, c.RejoinInterval = profile, 5*time.Second }
+	seed := startTestNode(b, "n1", "", Key{}, daemonLike)
 	seed.mu.Lock()
 	creds, seedRec := seed.st.Creds, seed.st.Self
 	seed.mu.Unlock()
@@ -82,7 +84,7 @@ func benchScale(b *testing.B, count, batch int, idle time.Duration, profile Prof
 		if err := store.WriteJSON(filepath.Join(dir, StateFile), &st, 0o600); err != nil {
 			b.Fatal(err)
 		}
-		nodes = append(nodes, startTestNode(b, st.Self.Name, dir, priv, func(c *Config) { c.Profile = profile }))
+		nodes = append(nodes, startTestNode(b, st.Self.Name, dir, priv, daemonLike))
 		if i%50 == 0 {
 			progress("%d of %d bootures started after %v", i, count, time.Since(start).Round(time.Second))
 		}
