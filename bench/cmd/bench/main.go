@@ -126,7 +126,17 @@ func main() {
 		}
 		peerCounts = append(peerCounts, n)
 	}
-	os.Exit(run(ctx, *quick, *only, *out, *md, *plots, *budget, peerCounts, *simAbove))
+	os.Exit(run(ctx, options{quick: *quick, only: *only, out: *out, md: *md, plots: *plots, budget: *budget, peers: peerCounts, simAbove: *simAbove}))
+}
+
+// options are the command line's choices for one run.
+type options struct {
+	quick          bool
+	only           string // comma-separated sections, "" for all
+	out, md, plots string // raw results, report, plots directory
+	budget         time.Duration
+	peers          []int // footprint peer counts, nil for the default
+	simAbove       int   // see bench.simAbove
 }
 
 func sectionIDs() string {
@@ -137,7 +147,8 @@ func sectionIDs() string {
 	return strings.Join(ids, ",")
 }
 
-func run(ctx context.Context, quick bool, only, out, md, plots string, budget time.Duration, peers []int, simAbove int) int {
+func run(ctx context.Context, o options) int {
+	quick, only, out := o.quick, o.only, o.out
 	root, err := lab.ModuleRoot(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -155,9 +166,9 @@ func run(ctx context.Context, quick bool, only, out, md, plots string, budget ti
 	defer os.RemoveAll(tmp)
 	lab.Janitor(logf)
 	b := &bench{
-		ctx: ctx, quick: quick, root: root, tmp: tmp, out: out, md: md, plots: plots,
-		start: time.Now(), deadline: time.Now().Add(budget), peers: peers, simAbove: simAbove,
-		res: &Results{Quick: quick, Started: time.Now(), Budget: budget.String(), Machine: describeMachine(ctx)},
+		ctx: ctx, quick: quick, root: root, tmp: tmp, out: out, md: o.md, plots: o.plots,
+		start: time.Now(), deadline: time.Now().Add(o.budget), peers: o.peers, simAbove: o.simAbove,
+		res: &Results{Quick: quick, Started: time.Now(), Budget: o.budget.String(), Machine: describeMachine(ctx)},
 	}
 	// Large labs need machine-wide kernel limits raised (the neighbour
 	// table is shared by all namespaces); they are put back at the end.
@@ -238,11 +249,11 @@ func run(ctx context.Context, quick bool, only, out, md, plots string, budget ti
 	b.res.Finished = time.Now()
 	b.res.WallSeconds = time.Since(b.start).Seconds()
 	b.save()
-	if err := writeReport(b.res, md, plots); err != nil {
+	if err := writeReport(b.res, o.md, o.plots); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: writing the report:", err)
 		return 1
 	}
-	logf("results in %s, report in %s, plots in %s (%s)", out, md, plots, time.Since(b.start).Round(time.Second))
+	logf("results in %s, report in %s, plots in %s (%s)", out, o.md, o.plots, time.Since(b.start).Round(time.Second))
 	lab.RemoveBinaries()
 	if failed {
 		return 1
