@@ -23,17 +23,17 @@ func (b *bench) scale() error {
 		return fmt.Errorf("go test -c ./mesh/: %w\n%s", err, out)
 	}
 	idle := b.dur(30*time.Second, 5*time.Second) // push-pulls are minutes apart at 200: short windows are noisy
-	sizes := []scaleSize{{50, 2, "", 0}, {100, 2, "", 0}, {150, 1, "", 0}, {200, 3, "", 0}, {254, 1, "wan", 0}, {500, 1, "wan", 100}}
+	sizes := []scaleSize{{50, 2, "", 0}, {100, 2, "", 0}, {150, 1, "", 0}, {200, 3, "", 0}, {254, 1, "", 0}, {254, 1, "wan", 0}, {500, 1, "wan", 0}}
 	if b.quick {
 		sizes = []scaleSize{{50, 1, "", 0}, {100, 1, "", 0}}
 	}
 	b.note(sec, "`BenchmarkMeshScale` (mesh/scale_test.go) starts N mesh nodes in one process on loopback, each given the mesh's credentials and one seed (as after invitations), and measures the time until every node's gossip lists all N, "+
-		"then, after 5 s of settling, %v of idle: gossip bytes per second per node and the process's CPU divided by N (percent of one core). No WireGuard and no network namespaces: gossip only. All N nodes share the machine's %d cores, so convergence at large N is CPU-bound.", idle, b.res.Machine.Cores)
-	b.note(sec, "254 nodes (the largest mesh there can be, one /24 site each) and 500 run with the wan gossip profile (probes every 5 s with a 3 s timeout). "+
-		"With the lan profile (probes every second, 500 ms timeout) 254 nodes do not converge in one process on 2 cores: the process is saturated (a CPU profile of the first minute: 23 %% in memberlist's LZW compression of packets, 15 %% in the garbage collector, 10 %% decoding messages), "+
-		"acknowledgements come later than the probe timeout, and nodes are suspected and refuted in a loop. Each real booture has its own CPU. "+
-		"500 nodes (beyond a mesh's 254 sites: gossip only; sites repeat, so every node also sees site conflicts it cannot settle) join 100 at a time, each batch once the mesh so far has converged, as a mesh grows in life: "+
-		"all 500 starting at once saturate the process with hundreds of concurrent full-state exchanges. Their convergence figure is the last batch's: from the start of nodes 401 to 500 until all 500 see all 500. "+
+		"then, once gossip has settled (under 1 KB/s per node over 5 s, at most 3 minutes: the last announcements take a while to drain), %v of idle: gossip bytes per second per node and the process's CPU divided by N (percent of one core). No WireGuard and no network namespaces: gossip only. All N nodes share the machine's %d cores, so convergence at large N is CPU-bound.", idle, b.res.Machine.Cores)
+	b.note(sec, "254 nodes (the largest mesh there can be, one /24 site each) run with both gossip profiles, 500 with the wan one (probes every 5 s with a 3 s timeout). "+
+		"500 nodes with the lan profile (probes every second, 500 ms timeout) do not converge in one process on 2 cores, even joining 100 at a time: on 2026-11-27, once 400 had joined, the process was saturated, acknowledgements came later than the probe timeout, and nodes were suspected in a loop (some saw only 265 of 400). "+
+		"Until that day's changes (mesh/memberstate.go, mesh/node.go: the per-change work of each node made cheaper), 254 nodes with the lan profile did not converge either. Each real booture has its own CPU. "+
+		"500 nodes (beyond a mesh's 254 sites: gossip only; sites repeat, so every node also sees site conflicts it cannot settle) start all at once, like the others. "+
+		"With `BOOTURE_SCALE_BATCH=100` they join 100 at a time instead, each batch once the mesh so far has converged, as a mesh grows in life; on 2026-11-27 the last 100 converged in 28 to 51 s (3 runs). "+
 		"Now and then gossip misses a newcomer at one node; the view digests (mesh/digest.go) find it once views have settled and repair it with one full-state exchange, rather than waiting for memberlist's own (every 30 s to 5 min, stretched by memberlist in big meshes). The progress lines (`n8 misses n140`) show such waits.")
 	c1 := &Curve{ID: "scale-convergence", Title: "In-process mesh: convergence time vs nodes", XLabel: "nodes", YLabel: "seconds", Series: []Series{{Name: "convergence (lan profile)"}, {Name: "convergence (wan profile)"}}}
 	c2 := &Curve{ID: "scale-gossip", Title: "In-process mesh: idle gossip per node vs nodes", XLabel: "nodes", YLabel: "bytes/s sent per node", Series: []Series{{Name: "lan profile"}, {Name: "wan profile"}}}
@@ -44,8 +44,8 @@ func (b *bench) scale() error {
 	// First every size once, then more runs of the smaller
 	// sizes while the budget lasts.
 	type fig struct{ conv, out, in, cpu *Figure }
-	figs := map[int]fig{}
-	for _, s := range sizes {
+	figs := make([]fig, len(sizes)) // by index in sizes
+	for i, s := range sizes {
 		c := fmt.Sprintf("BOOTURE_SCALE_NODES=%d BOOTURE_SCALE_IDLE=%v go test -timeout %v -run '^$' -bench MeshScale -benchtime 1x ./mesh/", s.n, idle, s.timeout())
 		name := fmt.Sprintf("%d nodes", s.n)
 		if s.profile != "" {
@@ -57,7 +57,7 @@ func (b *bench) scale() error {
 			}
 			name += ")"
 		}
-		figs[s.n] = fig{
+		figs[i] = fig{
 			b.figure(sec, table, name+": convergence", "s", c),
 			b.figure(sec, table, name+": idle gossip out per node", "B/s", c),
 			b.figure(sec, table, name+": idle gossip in per node", "B/s", c),
@@ -69,11 +69,11 @@ func (b *bench) scale() error {
 		maxRuns = max(maxRuns, s.runs)
 	}
 	for r := 0; r < maxRuns; r++ {
-		for _, s := range sizes {
+		for i, s := range sizes {
 			if r >= s.runs {
 				continue
 			}
-			f := figs[s.n]
+			f := figs[i]
 			// Big sizes take minutes: skip what does not fit in the budget.
 			if b.left() < s.need(idle)+b.reserve() {
 				if r == 0 {
@@ -94,18 +94,18 @@ func (b *bench) scale() error {
 			f.in.add(m["gossip-B/s/node-in"])
 			f.cpu.add(m["cpu-%/node"])
 			logf("scale %d: converged %.1fs, %.0f B/s/node, %.3f%% CPU/node", s.n, m["s-to-converge"], m["gossip-B/s/node-out"], m["cpu-%/node"])
-			for i := range 2 {
-				c1.Series[i].Points, c2.Series[i].Points, c3.Series[i].Points = nil, nil, nil
+			for k := range 2 {
+				c1.Series[k].Points, c2.Series[k].Points, c3.Series[k].Points = nil, nil, nil
 			}
-			for _, s := range sizes {
-				i := 0
+			for j, s := range sizes {
+				k := 0 // series: lan, then wan
 				if s.profile == "wan" {
-					i = 1
+					k = 1
 				}
-				if f := figs[s.n]; len(f.conv.Samples) > 0 {
-					c1.Series[i].Points = append(c1.Series[i].Points, point(float64(s.n), f.conv.Samples))
-					c2.Series[i].Points = append(c2.Series[i].Points, point(float64(s.n), f.out.Samples))
-					c3.Series[i].Points = append(c3.Series[i].Points, point(float64(s.n), f.cpu.Samples))
+				if f := figs[j]; len(f.conv.Samples) > 0 {
+					c1.Series[k].Points = append(c1.Series[k].Points, point(float64(s.n), f.conv.Samples))
+					c2.Series[k].Points = append(c2.Series[k].Points, point(float64(s.n), f.out.Samples))
+					c3.Series[k].Points = append(c3.Series[k].Points, point(float64(s.n), f.cpu.Samples))
 				}
 			}
 			b.save()
