@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"encoding/json"
+	"hash/fnv"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -45,26 +46,22 @@ type viewDigest struct {
 func (d viewDigest) sameView(o viewDigest) bool { return d.Count == o.Count && d.Hash == o.Hash }
 
 // digestOf is the digest of the bootures states has up. The hash is a sum
-// of per-name hashes, so the order memberlist lists them in does not matter.
+// of per-name FNV-1a hashes (the same on every booture), so the order
+// memberlist lists them in does not matter.
 func digestOf(states map[string]PeerState) viewDigest {
 	var d viewDigest
+	h := fnv.New64a()
+	var buf []byte
 	for name, s := range states {
-		if s == StateAlive || s == StateSuspect {
+		if s.Up() {
+			h.Reset()
+			buf = append(buf[:0], name...)
+			h.Write(buf)
 			d.Count++
-			d.Hash += fnv64a(name)
+			d.Hash += h.Sum64()
 		}
 	}
 	return d
-}
-
-// fnv64a is the 64-bit FNV-1a hash of s, the same on every booture.
-func fnv64a(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return h
 }
 
 // noteViewLocked records this booture's view, as read by refreshStates.

@@ -629,6 +629,11 @@ const (
 	StateLeft    PeerState = "left"
 )
 
+// Up tells whether gossip still counts a booture in this state in the mesh
+// (alive, or suspect until it answers or is declared dead): it is routed,
+// holds its site, and is listed.
+func (s PeerState) Up() bool { return s == StateAlive || s == StateSuspect }
+
 // Peer is another booture of the mesh as seen from here.
 type Peer struct {
 	Record
@@ -719,7 +724,7 @@ func (n *Node) refreshStates() map[string]PeerState {
 			case StateLeft:
 				n.log.Info("booture left the mesh", "peer", r.Name)
 			case StateDead:
-				if prev == StateAlive || prev == StateSuspect {
+				if prev.Up() {
 					n.log.Warn("booture is unreachable (dead)", "peer", r.Name)
 				}
 			case StateSuspect:
@@ -767,17 +772,15 @@ func markSiteLosers(v *View) {
 	var c siteContest
 	c.add(v.Self)
 	for _, p := range v.Peers {
-		if p.up() {
+		if p.State.Up() {
 			c.add(p.Record)
 		}
 	}
 	for i := range v.Peers {
 		p := &v.Peers[i]
-		p.SiteLost = p.up() && c.lost(p.Record)
+		p.SiteLost = p.State.Up() && c.lost(p.Record)
 	}
 }
-
-func (p *Peer) up() bool { return p.State == StateAlive || p.State == StateSuspect }
 
 // siteContest finds the winning claim on each site among the bootures
 // added (those that are up), in one pass and without allocating: it runs at
@@ -864,7 +867,7 @@ func (n *Node) settleConflicts(states map[string]PeerState) {
 	var winner string
 	self := n.st.Self
 	for _, r := range n.roster {
-		if !upIn(states, r.Name) {
+		if !states[r.Name].Up() {
 			continue
 		}
 		if r.Site == self.Site && c.winner[r.Site].key == r.PublicKey {
@@ -915,17 +918,11 @@ func (n *Node) siteContestLocked(states map[string]PeerState) *siteContest {
 	c := new(siteContest)
 	c.add(n.st.Self)
 	for _, r := range n.roster {
-		if upIn(states, r.Name) {
+		if states[r.Name].Up() {
 			c.add(r)
 		}
 	}
 	return c
-}
-
-// upIn tells whether states has the booture called name alive or suspect.
-func upIn(states map[string]PeerState, name string) bool {
-	s := states[name]
-	return s == StateAlive || s == StateSuspect
 }
 
 // conflictKey names a conflict: the site, and the booture that lost it

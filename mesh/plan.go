@@ -88,7 +88,7 @@ func Plan(in PlanInput) netcfg.Config {
 	}
 	if !v.Expelled {
 		for _, p := range v.Peers {
-			if !p.up() || p.SiteLost || p.Site == v.Site.Number {
+			if !p.State.Up() || p.SiteLost || p.Site == v.Site.Number {
 				continue
 			}
 			s := SiteOf(v.ULA, p.Site)
@@ -150,7 +150,7 @@ func initiates(self, peer Key) bool { return self.String() < peer.String() }
 func PlanRecheck(in PlanInput) time.Duration {
 	var next time.Duration
 	for _, p := range in.View.Peers {
-		if !p.up() || p.UpSince.IsZero() {
+		if !p.State.Up() || p.UpSince.IsZero() {
 			continue
 		}
 		delay := responderDelay

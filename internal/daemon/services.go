@@ -80,7 +80,7 @@ func (d *Daemon) bootures(v mesh.View) []catalog.Booture {
 	v4, v6 := v.Site.Booture()
 	out := []catalog.Booture{{Name: v.Self.Name, IPv4: v4, IPv6: v6}}
 	for _, p := range v.Peers {
-		if p.State != mesh.StateAlive && p.State != mesh.StateSuspect || p.SiteLost {
+		if !p.State.Up() || p.SiteLost {
 			continue
 		}
 		p4, p6 := mesh.SiteOf(v.ULA, p.Site).Booture()
