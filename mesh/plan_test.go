@@ -1,0 +1,364 @@
+package mesh
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/booture/booture/netcfg"
+)
+
+// planKey returns a public key whose base64 form starts with a letter that
+// grows with b (b from 0x10 to 0x60): the tests choose which side of a pair
+// has the lower key, hence which one initiates.
+func planKey(b byte) Key {
+	var k Key
+	k[0] = b
+	return k
+}
+
+var (
+	planMeshID = MeshID{0x42}
+	planULA    = planMeshID.ULA()
+	planNow    = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+
+	// This booture: site 3, key 0x30. Peers with a key below it respond,
+	// peers above it are initiated to.
+	planSelf = Record{Name: "self", PublicKey: planKey(0x30), Site: 3}
+	planPriv = planKey(0x01)
+
+	lowKey, highKey, higherKey = planKey(0x10), planKey(0x50), planKey(0x60)
+	site5, site7               = SiteOf(planULA, 5), SiteOf(planULA, 7)
+	endpoint5                  = netip.MustParseAddrPort("198.51.100.5:51820")
+	endpoint7v6                = netip.MustParseAddrPort("[2001:db8::7]:51820")
+)
+
+// planPeer is a booture on site, up (or not) since upFor before planNow.
+func planPeer(name string, key Key, site int, ep netip.AddrPort, state PeerState, upFor time.Duration) Peer {
+	p := Peer{Record: Record{Name: name, PublicKey: key, Site: site, Endpoint: ep}, State: state}
+	if state.Up() {
+		p.UpSince = planNow.Add(-upFor)
+	}
+	return p
+}
+
+func planInput(peers []Peer, members []MemberPeer) PlanInput {
+	return PlanInput{
+		View: View{
+			Self: planSelf, MeshID: planMeshID, ULA: planULA,
+			Site: SiteOf(planULA, planSelf.Site), Peers: peers,
+		},
+		PrivateKey: planPriv,
+		Interface:  "bt0",
+		ListenPort: 51820,
+		MTU:        1380,
+		Members:    members,
+		Now:        planNow,
+	}
+}
+
+func planHost(s Site, h int) (netip.Prefix, netip.Prefix) {
+	v4, v6 := s.Host(h)
+	return netip.PrefixFrom(v4, 32), netip.PrefixFrom(v6, 128)
+}
+
+// TestPlan is the plan's table: for each roster and member list, the
+// WireGuard peers, routes and full-tunnel addresses this booture wants, and
+// when the plan changes by the passing of time alone (PlanRecheck).
+func TestPlan(t *testing.T) {
+	m3v4, m3v6 := planHost(SiteOf(planULA, 3), 10)
+	m3b4, m3b6 := planHost(SiteOf(planULA, 3), 11)
+	old := 10 * time.Minute
+	reach := netip.MustParseAddrPort("203.0.113.9:40000")
+
+	tests := []struct {
+		name     string
+		peers    []Peer
+		members  []MemberPeer
+		expelled bool
+
+		wantPeers      []netcfg.Peer
+		wantRoutes     []netip.Prefix
+		wantFullTunnel []netip.Addr
+		wantRecheck    time.Duration
+	}{
+		{
+			name: "a booture alone: its addresses and filter, no peer, no route",
+		},
+		{
+			name:  "alive peer, this booture initiates, settled: endpoint and keepalive",
+			peers: []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, old)},
+			wantPeers: []netcfg.Peer{{
+				PublicKey: highKey.WG(), Endpoint: endpoint5,
+				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
+			}},
+			wantRoutes: []netip.Prefix{site5.IPv4, site5.IPv6},
+		},
+		{
+			name:  "new peer, this booture initiates: endpoint at once, keepalive after initiatorDelay",
+			peers: []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, 300*time.Millisecond)},
+			wantPeers: []netcfg.Peer{{
+				PublicKey: highKey.WG(), Endpoint: endpoint5,
+				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6},
+			}},
+			wantRoutes:  []netip.Prefix{site5.IPv4, site5.IPv6},
+			wantRecheck: initiatorDelay - 300*time.Millisecond,
+		},
+		{
+			name:  "new peer, this booture responds: neither endpoint nor keepalive until responderDelay",
+			peers: []Peer{planPeer("a", lowKey, 5, endpoint5, StateAlive, 2*time.Second)},
+			wantPeers: []netcfg.Peer{{
+				PublicKey: lowKey.WG(), AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6},
+			}},
+			wantRoutes:  []netip.Prefix{site5.IPv4, site5.IPv6},
+			wantRecheck: responderDelay - 2*time.Second,
+		},
+		{
+			name:  "responder after responderDelay: endpoint and keepalive, reaches the initiator by itself",
+			peers: []Peer{planPeer("a", lowKey, 5, endpoint5, StateAlive, responderDelay)},
+			wantPeers: []netcfg.Peer{{
+				PublicKey: lowKey.WG(), Endpoint: endpoint5,
+				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
+			}},
+			wantRoutes: []netip.Prefix{site5.IPv4, site5.IPv6},
+		},
+		{
+			name: "up since unknown: counted as settled, no recheck",
+			peers: []Peer{{
+				Record: Record{Name: "a", PublicKey: lowKey, Site: 5, Endpoint: endpoint5}, State: StateAlive,
+			}},
+			wantPeers: []netcfg.Peer{{
+				PublicKey: lowKey.WG(), Endpoint: endpoint5,
+				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
+			}},
+			wantRoutes: []netip.Prefix{site5.IPv4, site5.IPv6},
+		},
+		{
+			name:  "suspect peer is still routed",
+			peers: []Peer{planPeer("b", highKey, 5, endpoint5, StateSuspect, old)},
+			wantPeers: []netcfg.Peer{{
+				PublicKey: highKey.WG(), Endpoint: endpoint5,
+				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
+			}},
+			wantRoutes: []netip.Prefix{site5.IPv4, site5.IPv6},
+		},
+		{
+			name: "dead and left peers are neither peers nor routes, nor rechecked",
+			peers: []Peer{
+				planPeer("b", highKey, 5, endpoint5, StateDead, 0),
+				planPeer("c", higherKey, 7, endpoint7v6, StateLeft, 0),
+			},
+		},
+		{
+			name: "peer that lost its site contest is not routed",
+			peers: []Peer{func() Peer {
+				p := planPeer("b", highKey, 5, endpoint5, StateAlive, old)
+				p.SiteLost = true
+				return p
+			}()},
+		},
+		{
+			name:  "peer on this booture's own site is not routed (this booture holds it)",
+			peers: []Peer{planPeer("b", highKey, planSelf.Site, endpoint5, StateAlive, old)},
+		},
+		{
+			name:     "expelled: no booture peer, members still served",
+			peers:    []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, old)},
+			members:  []MemberPeer{{PublicKey: planKey(0x20), IPv4: m3v4.Addr(), IPv6: m3v6.Addr()}},
+			expelled: true,
+			wantPeers: []netcfg.Peer{{
+				PublicKey: planKey(0x20).WG(), AllowedIPs: []netip.Prefix{m3v4, m3v6},
+			}},
+		},
+		{
+			name: "IPv6 endpoint, two sites: peers sorted by key, routes by prefix",
+			peers: []Peer{
+				planPeer("c", higherKey, 7, endpoint7v6, StateAlive, old),
+				planPeer("b", highKey, 5, endpoint5, StateAlive, old),
+			},
+			wantPeers: []netcfg.Peer{
+				{
+					PublicKey: highKey.WG(), Endpoint: endpoint5,
+					AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
+				},
+				{
+					PublicKey: higherKey.WG(), Endpoint: endpoint7v6,
+					AllowedIPs: []netip.Prefix{site7.IPv4, site7.IPv6}, PersistentKeepalive: PeerKeepalive,
+				},
+			},
+			wantRoutes: []netip.Prefix{site5.IPv4, site7.IPv4, site5.IPv6, site7.IPv6},
+		},
+		{
+			name: "recheck is the soonest role change among new peers",
+			peers: []Peer{
+				planPeer("a", lowKey, 5, endpoint5, StateAlive, 4*time.Second),             // responder: 1 s left
+				planPeer("c", higherKey, 7, endpoint7v6, StateAlive, 200*time.Millisecond), // initiator: 800 ms left
+			},
+			wantPeers: []netcfg.Peer{
+				{PublicKey: lowKey.WG(), AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}},
+				{PublicKey: higherKey.WG(), Endpoint: endpoint7v6, AllowedIPs: []netip.Prefix{site7.IPv4, site7.IPv6}},
+			},
+			wantRoutes:  []netip.Prefix{site5.IPv4, site7.IPv4, site5.IPv6, site7.IPv6},
+			wantRecheck: 800 * time.Millisecond,
+		},
+		{
+			name: "split-tunnel member: its two host addresses, no endpoint, no full tunnel",
+			members: []MemberPeer{
+				{PublicKey: planKey(0x20), IPv4: m3v4.Addr(), IPv6: m3v6.Addr()},
+			},
+			wantPeers: []netcfg.Peer{{PublicKey: planKey(0x20).WG(), AllowedIPs: []netip.Prefix{m3v4, m3v6}}},
+		},
+		{
+			name: "full-tunnel member: its addresses are masqueraded",
+			members: []MemberPeer{
+				{PublicKey: planKey(0x20), IPv4: m3v4.Addr(), IPv6: m3v6.Addr(), FullTunnel: true},
+			},
+			wantPeers:      []netcfg.Peer{{PublicKey: planKey(0x20).WG(), AllowedIPs: []netip.Prefix{m3v4, m3v6}}},
+			wantFullTunnel: []netip.Addr{m3v4.Addr(), m3v6.Addr()},
+		},
+		{
+			name: "IPv4-only and IPv6-only members get only the address they have",
+			members: []MemberPeer{
+				{PublicKey: planKey(0x20), IPv4: m3v4.Addr(), FullTunnel: true},
+				{PublicKey: planKey(0x40), IPv6: m3b6.Addr(), FullTunnel: true},
+			},
+			wantPeers: []netcfg.Peer{
+				{PublicKey: planKey(0x20).WG(), AllowedIPs: []netip.Prefix{m3v4}},
+				{PublicKey: planKey(0x40).WG(), AllowedIPs: []netip.Prefix{m3b6}},
+			},
+			wantFullTunnel: []netip.Addr{m3v4.Addr(), m3b6.Addr()},
+		},
+		{
+			name: "member last seen somewhere: the booture reaches it there with a keepalive",
+			members: []MemberPeer{
+				{PublicKey: planKey(0x20), IPv4: m3b4.Addr(), IPv6: m3b6.Addr(), Reach: reach},
+			},
+			wantPeers: []netcfg.Peer{{
+				PublicKey: planKey(0x20).WG(), Endpoint: reach,
+				AllowedIPs: []netip.Prefix{m3b4, m3b6}, PersistentKeepalive: PeerKeepalive,
+			}},
+		},
+		{
+			name:  "bootures and members together, sorted by key",
+			peers: []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, old), planPeer("a", lowKey, 7, endpoint7v6, StateAlive, old)},
+			members: []MemberPeer{
+				{PublicKey: planKey(0x58), IPv4: m3v4.Addr(), IPv6: m3v6.Addr(), FullTunnel: true},
+				{PublicKey: planKey(0x20), IPv4: m3b4.Addr(), IPv6: m3b6.Addr()},
+			},
+			wantPeers: []netcfg.Peer{
+				{
+					PublicKey: lowKey.WG(), Endpoint: endpoint7v6,
+					AllowedIPs: []netip.Prefix{site7.IPv4, site7.IPv6}, PersistentKeepalive: PeerKeepalive,
+				},
+				{PublicKey: planKey(0x20).WG(), AllowedIPs: []netip.Prefix{m3b4, m3b6}},
+				{
+					PublicKey: highKey.WG(), Endpoint: endpoint5,
+					AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
+				},
+				{PublicKey: planKey(0x58).WG(), AllowedIPs: []netip.Prefix{m3v4, m3v6}},
+			},
+			wantRoutes:     []netip.Prefix{site5.IPv4, site7.IPv4, site5.IPv6, site7.IPv6},
+			wantFullTunnel: []netip.Addr{m3v4.Addr(), m3v6.Addr()},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := planInput(tt.peers, tt.members)
+			in.View.Expelled = tt.expelled
+			got := Plan(in)
+			if !reflect.DeepEqual(got.Peers, tt.wantPeers) {
+				t.Errorf("peers:\n%s\nwant:\n%s", formatPeers(got.Peers), formatPeers(tt.wantPeers))
+			}
+			if !reflect.DeepEqual(got.Routes, tt.wantRoutes) {
+				t.Errorf("routes = %v, want %v", got.Routes, tt.wantRoutes)
+			}
+			if !reflect.DeepEqual(got.Firewall.FullTunnel, tt.wantFullTunnel) {
+				t.Errorf("full tunnel = %v, want %v", got.Firewall.FullTunnel, tt.wantFullTunnel)
+			}
+			if r := PlanRecheck(in); r != tt.wantRecheck {
+				t.Errorf("recheck = %v, want %v", r, tt.wantRecheck)
+			}
+			// Plan is pure: the same input gives the same Config.
+			if again := Plan(in); !reflect.DeepEqual(again, got) {
+				t.Errorf("a second Plan of the same input differs:\n%s\nthen:\n%s", formatPeers(got.Peers), formatPeers(again.Peers))
+			}
+		})
+	}
+}
+
+// TestPlanInterface checks the parts of the plan that do not depend on the
+// roster: the interface, its addresses (host 1 of the site, with the site's
+// prefix length, so that the kernel routes the site to the interface) and
+// the packet filter's settings.
+func TestPlanInterface(t *testing.T) {
+	in := planInput(nil, nil)
+	in.AllowMemberToMember = true
+	in.Uplink = "eth1"
+	got := Plan(in)
+	self := SiteOf(planULA, planSelf.Site)
+	v4, v6 := self.Booture()
+	want := netcfg.Config{
+		Interface:  "bt0",
+		PrivateKey: planPriv.WG(),
+		ListenPort: 51820,
+		MTU:        1380,
+		Addresses:  []netip.Prefix{netip.PrefixFrom(v4, 24), netip.PrefixFrom(v6, 64)},
+		Firewall: netcfg.Firewall{
+			Enabled:             true,
+			MeshIPv4:            PoolIPv4,
+			MeshIPv6:            planULA,
+			AllowMemberToMember: true,
+			Uplink:              "eth1",
+		},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Plan =\n%+v\nwant\n%+v", got, want)
+	}
+	if got.Addresses[0].String() != "10.77.3.1/24" {
+		t.Errorf("IPv4 address %v, want 10.77.3.1/24", got.Addresses[0])
+	}
+}
+
+// TestPlanRecheckIsWhenPlanChanges checks PlanRecheck's promise to the
+// reconciler: the plan stays the same until the recheck delay has passed,
+// and differs once it has; with no recheck, it stays the same for good.
+func TestPlanRecheckIsWhenPlanChanges(t *testing.T) {
+	for _, upFor := range []time.Duration{0, 10 * time.Millisecond, 999 * time.Millisecond, time.Second, 3 * time.Second, 5 * time.Second, time.Hour} {
+		for _, key := range []Key{lowKey, highKey} {
+			in := planInput([]Peer{planPeer("p", key, 5, endpoint5, StateAlive, upFor)}, nil)
+			name := fmt.Sprintf("up %v, initiator %v", upFor, initiates(planSelf.PublicKey, key))
+			before := Plan(in)
+			recheck := PlanRecheck(in)
+			if recheck == 0 {
+				in.Now = in.Now.Add(24 * time.Hour)
+				if after := Plan(in); !reflect.DeepEqual(after, before) {
+					t.Errorf("%s: no recheck, yet the plan changes a day later:\n%s\nthen:\n%s", name, formatPeers(before.Peers), formatPeers(after.Peers))
+				}
+				continue
+			}
+			in.Now = planNow.Add(recheck - time.Nanosecond)
+			if just := Plan(in); !reflect.DeepEqual(just, before) {
+				t.Errorf("%s: the plan changes before the recheck (%v)", name, recheck)
+			}
+			in.Now = planNow.Add(recheck)
+			if after := Plan(in); reflect.DeepEqual(after, before) {
+				t.Errorf("%s: the plan is the same at the recheck (%v): a wasted plan", name, recheck)
+			}
+		}
+	}
+}
+
+// formatPeers prints one peer a line, as `wg` would show them.
+func formatPeers(ps []netcfg.Peer) string {
+	var b strings.Builder
+	for _, p := range ps {
+		fmt.Fprintf(&b, "  peer %s endpoint %v allowed %v keepalive %v\n", Key(p.PublicKey), p.Endpoint, p.AllowedIPs, p.PersistentKeepalive)
+	}
+	if b.Len() == 0 {
+		return "  (none)"
+	}
+	return b.String()
+}
