@@ -23,6 +23,7 @@ import (
 	"github.com/booture/booture/gateway"
 	"github.com/booture/booture/internal/api"
 	"github.com/booture/booture/internal/config"
+	"github.com/booture/booture/internal/memtune"
 	"github.com/booture/booture/internal/store"
 	"github.com/booture/booture/members"
 	"github.com/booture/booture/mesh"
@@ -227,7 +228,7 @@ func (d *Daemon) serve(ctx context.Context, opts Options) (err error) {
 		return err
 	}
 	wg.Add(5)
-	go func() { defer wg.Done(); tuneMemory(ctx, d.log) }()
+	go func() { defer wg.Done(); memtune.Run(ctx, d.log.With("subsystem", "memory")) }()
 	go func() { defer wg.Done(); d.watchMembers(ctx, 2*time.Second) }()
 	go func() { defer wg.Done(); d.rec.run(ctx) }()
 	go func() {

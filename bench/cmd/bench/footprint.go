@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/api"
-	"github.com/booture/booture/internal/daemon"
 	"github.com/booture/booture/internal/lab"
+	"github.com/booture/booture/internal/memtune"
 )
 
 const peersTable = "Idle bootured vs peers (userspace WireGuard)"
@@ -24,7 +24,7 @@ func (b *bench) footprint() error {
 	window := b.dur(20*time.Second, 8*time.Second) // measured, after restAfter
 	b.note(sec, "Idle footprint: a mesh of N+1 bootures in the lab (each has N peers), formed, then left alone for %v, then measured over %v: CPU from /proc/PID/stat over that window, RSS (VmRSS, and its anonymous part RssAnon: the rest is the mapped binary) at its end, and the peak (VmHWM) over the daemon's life. "+
 		"Each lab host runs its own copy of bootured, as bootures on their own machines: the daemons share none of the binary's pages, so that each one's release of its start-up code (at its first rest %v or more after start, see the README) is what it would be alone. "+
-		"Here the samples are the daemons of one mesh (median and min–max across them), not repeated runs. 0 peers: three bootures that never joined anyone. Gossip is sent + received bytes per second from `status`.", restAfter, window, daemon.ReleaseDelay)
+		"Here the samples are the daemons of one mesh (median and min–max across them), not repeated runs. 0 peers: three bootures that never joined anyone. Gossip is sent + received bytes per second from `status`.", restAfter, window, memtune.ReleaseDelay)
 	sizes := b.peerSizes()
 	rc := &Curve{ID: "rss-vs-peers", Title: "Idle bootured memory vs peers (lab, userspace WireGuard)", XLabel: "peers", YLabel: "MB", Series: []Series{{Name: "VmRSS"}, {Name: "RssAnon"}}}
 	cc := &Curve{ID: "cpu-vs-peers", Title: "Idle bootured CPU vs peers (lab)", XLabel: "peers", YLabel: "% of one core", Series: []Series{{Name: "CPU"}}}
@@ -79,13 +79,13 @@ func (b *bench) peerSizes() []int {
 }
 
 // restAfter is how long after a mesh formed its daemons are at rest:
-// each released its start-up code at its first rest daemon.ReleaseDelay
+// each released its start-up code at its first rest memtune.ReleaseDelay
 // or more after its start and has read back, within seconds, the code it
 // still runs.
-const restAfter = daemon.ReleaseDelay + 15*time.Second
+const restAfter = memtune.ReleaseDelay + 15*time.Second
 
 // memberRest is how long the members bench lets its lone daemon settle.
-const memberRest = daemon.ReleaseDelay + 5*time.Second
+const memberRest = memtune.ReleaseDelay + 5*time.Second
 
 type idleResult struct{ rss, anon, peak, cpu []float64 }
 

@@ -1,16 +1,9 @@
-package daemon
-
-import (
-	"context"
-	"log/slog"
-	"math"
-	"os"
-	"runtime"
-	"runtime/debug"
-	"runtime/metrics"
-	"time"
-)
-
+// Package memtune keeps the daemon's memory small at rest without slowing
+// it under traffic: it sets the runtime's soft memory limit from the
+// allocation rate, collects at rest, and hands the binary's start-up code
+// back to the kernel once the daemon has settled. The daemon runs it in one
+// goroutine (Run).
+//
 // A booture runs on a Raspberry Pi next to the association's services: at
 // rest the daemon should take little memory, and under traffic it should not
 // be slower than WireGuard alone. Most of the daemon's heap is the embedded
@@ -37,6 +30,18 @@ import (
 //
 // GOGC or GOMEMLIMIT in the environment turn both off. (The daemon also
 // releases its start-up code once at rest: see release_linux.go.)
+package memtune
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
 
 // memoryPeriod is how often the limit is reconsidered.
 const memoryPeriod = 2 * time.Second
@@ -71,7 +76,7 @@ func memoryLimit(live, nonHeap, allocRate uint64) int64 {
 	return max(minMemoryLimit, int64(nonHeap)+int64(live)*5/4+memoryHeadroom)
 }
 
-// The runtime metrics tuneMemory reads, by their index in its samples.
+// The runtime metrics Run reads, by their index in its samples.
 const (
 	metricLive = iota
 	metricAllocs
@@ -120,10 +125,10 @@ func readMemory(samples []metrics.Sample) (live, allocs, nonHeap uint64, ok bool
 	return v[metricLive], v[metricAllocs], nonHeap, true
 }
 
-// tuneMemory runs until ctx ends, adjusting the soft memory limit,
-// collecting at rest, and releasing the start-up code at the first rest
-// after ReleaseDelay.
-func tuneMemory(ctx context.Context, log *slog.Logger) {
+// Run runs until ctx ends, adjusting the soft memory limit, collecting at
+// rest, and releasing the start-up code at the first rest after
+// ReleaseDelay. The limit is lifted when it returns.
+func Run(ctx context.Context, log *slog.Logger) {
 	tune := os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == ""
 	if tune {
 		defer debug.SetMemoryLimit(math.MaxInt64)
