@@ -227,17 +227,15 @@ func (d *Daemon) serve(ctx context.Context, opts Options) (err error) {
 	if err := d.node.Start(ctx); err != nil {
 		return err
 	}
-	wg.Add(5)
-	go func() { defer wg.Done(); memtune.Run(ctx, d.log.With("subsystem", "memory")) }()
-	go func() { defer wg.Done(); d.watchMembers(ctx, 2*time.Second) }()
-	go func() { defer wg.Done(); d.rec.run(ctx) }()
-	go func() {
-		defer wg.Done()
+	wg.Go(func() { memtune.Run(ctx, d.log.With("subsystem", "memory")) })
+	wg.Go(func() { d.watchMembers(ctx, 2*time.Second) })
+	wg.Go(func() { d.rec.run(ctx) })
+	wg.Go(func() {
 		if err := d.plugins.Run(ctx); err != nil {
 			d.log.Error("plugin host stopped", "err", err)
 		}
-	}()
-	go func() { defer wg.Done(); d.publishLoop(ctx) }()
+	})
+	wg.Go(func() { d.publishLoop(ctx) })
 
 	ln := d.apiListener
 	srv := &http.Server{Handler: api.Handler(d, d.log.With("subsystem", "api")), ReadHeaderTimeout: 10 * time.Second}

@@ -166,17 +166,17 @@ func (d *Daemon) listenGateway(self catalog.Booture, public bool) {
 	ctx, cancel := context.WithCancel(d.ctx)
 	want.cancel = cancel
 	d.gwListen = &want
-	go d.serveGateway(ctx, want.mesh, "mesh")
+	// Counted before they start: the daemon's Wait at shutdown must see
+	// them even if they have not run yet.
+	d.wg.Go(func() { d.serveGateway(ctx, want.mesh, "mesh") })
 	if len(want.lan.HTTP) > 0 {
-		go d.serveGateway(ctx, want.lan, "LAN")
+		d.wg.Go(func() { d.serveGateway(ctx, want.lan, "LAN") })
 	}
 }
 
 // serveGateway serves on l until ctx ends, retrying after a failure (an
 // address or port taken): the rest of the daemon keeps working meanwhile.
 func (d *Daemon) serveGateway(ctx context.Context, l gateway.Listen, what string) {
-	d.wg.Add(1)
-	defer d.wg.Done()
 	delay := time.Second
 	for {
 		err := d.gw.Serve(ctx, l)
