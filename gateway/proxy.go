@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,6 +116,13 @@ func (g *Gateway) newRoute(r catalog.Route, self string) (*route, error) {
 			for _, k := range [...]string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
 				if v, ok := pr.In.Header[k]; ok {
 					pr.Out.Header[k] = v
+				}
+			}
+			// Apps that log or rate-limit by X-Real-IP get the client's
+			// address (or a trusted local front's, kept by ServeHTTP).
+			if _, ok := pr.Out.Header["X-Real-Ip"]; !ok {
+				if ap, err := netip.ParseAddrPort(pr.In.RemoteAddr); err == nil {
+					pr.Out.Header["X-Real-Ip"] = []string{ap.Addr().Unmap().WithZone("").String()}
 				}
 			}
 		},
@@ -442,13 +451,44 @@ func (g *Gateway) serveLocal(w *recorder, r *http.Request, s *snapshot, aud Audi
 			r.Body = w.body
 		}
 	}
-	if aud != AudienceSelf {
-		// A client's claims about who it forwards for are not ours to pass.
-		r.Header.Del("X-Forwarded-For")
-		r.Header.Del("X-Forwarded-Host")
-		r.Header.Del("X-Forwarded-Proto")
-	}
+	stripClientClaims(r.Header, aud == AudienceSelf)
 	rt.proxy.ServeHTTP(w, r)
+}
+
+// Headers through which upstreams learn the client's address. They are
+// canonical (http.CanonicalHeaderKey) so that the map can be indexed.
+var (
+	// trustedClaims are kept when the client is the booture itself (a local
+	// TLS front tells the real client), dropped from anyone else.
+	trustedClaims = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip"}
+	// untrustedClaims are always dropped: no front of ours sets them.
+	// Forwarded is dropped by ReverseProxy itself.
+	untrustedClaims = [...]string{"Client-Ip", "True-Client-Ip", "Forwarded"}
+)
+
+// stripClientClaims removes from h the headers in which a client claims
+// another address than its own, unless the client is the booture itself
+// (self) for the headers a local front sets. Upstreams behind CGI or
+// FastCGI (PHP's $_SERVER) see X_Real_IP as X-Real-IP, so names are
+// compared with '_' read as '-'.
+func stripClientClaims(h http.Header, self bool) {
+	if !self {
+		for _, k := range trustedClaims {
+			delete(h, k)
+		}
+	}
+	for _, k := range untrustedClaims {
+		delete(h, k)
+	}
+	for k := range h {
+		if strings.IndexByte(k, '_') < 0 && k == http.CanonicalHeaderKey(k) {
+			continue // the common case: already handled above, no allocation
+		}
+		n := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
+		if slices.Contains(untrustedClaims[:], n) || slices.Contains(trustedClaims[:], n) && (!self || n != k) {
+			delete(h, k)
+		}
+	}
 }
 
 // upgradeType is the protocol a request asks to switch to, as ReverseProxy

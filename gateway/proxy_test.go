@@ -192,6 +192,59 @@ func TestForwardedHeaders(t *testing.T) {
 	}
 }
 
+// TestSpoofedClientAddressHeaders sends every header an upstream may read
+// the client's address from, under several spellings (PHP and CGI read
+// X_Real_IP as X-Real-IP), from each kind of client the booture does not
+// trust: none may reach the upstream, and X-Real-IP is the client's address.
+func TestSpoofedClientAddressHeaders(t *testing.T) {
+	g, _ := newTestGateway(t, testConfig())
+	got := make(chan http.Header, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+	}))
+	t.Cleanup(up.Close)
+	mustUpdate(t, g, state([]catalog.Route{{Service: "cloud", Host: cloudHost, Upstream: up.URL, Access: catalog.AccessPublic}}))
+	const forged = "203.0.113.9"
+	spoofed := []string{
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded",
+		"X-Real-IP", "Client-IP", "True-Client-IP",
+		"X_Real_IP", "x_forwarded_for", "Client_IP", "True_Client_Ip",
+	}
+	for _, src := range []string{srcMember, srcMesh, srcPublic} {
+		r := httptest.NewRequest("GET", "http://"+cloudHost+"/", nil)
+		r.RemoteAddr = src
+		for _, k := range spoofed {
+			r.Header[k] = []string{forged} // as sent: net/http keeps odd names uncanonicalized
+		}
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, r)
+		if w.Code != 200 {
+			t.Fatalf("from %s: status %d", src, w.Code)
+		}
+		h := <-got
+		for k, vs := range h {
+			for _, v := range vs {
+				if strings.Contains(v, forged) {
+					t.Errorf("from %s: upstream got %s: %s", src, k, v)
+				}
+			}
+		}
+		client, _, _ := strings.Cut(src, ":")
+		if h.Get("X-Real-IP") != client || len(h.Values("X-Real-IP")) != 1 {
+			t.Errorf("from %s: X-Real-IP %q, want %q", src, h.Values("X-Real-IP"), client)
+		}
+	}
+	// A front on the booture itself (a local TLS proxy) is trusted to tell
+	// the real client, as with X-Forwarded-For.
+	r := httptest.NewRequest("GET", "http://"+cloudHost+"/", nil)
+	r.RemoteAddr = srcSelf
+	r.Header.Set("X-Real-IP", forged)
+	g.ServeHTTP(httptest.NewRecorder(), r)
+	if h := <-got; h.Get("X-Real-IP") != forged {
+		t.Errorf("from the booture itself: X-Real-IP %q, want %q", h.Get("X-Real-IP"), forged)
+	}
+}
+
 func TestBodyLimits(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxBodyBytes = 100
