@@ -1,4 +1,5 @@
-// Package netcfg is booture's seam with the operating system's network stack.
+// Package netcfg is the model of booture's seam with the operating system's
+// network stack.
 //
 // The daemon describes the whole desired state of its WireGuard interface in
 // one Config (keys, peers, addresses, routes, packet filter) and hands it to an
@@ -9,11 +10,13 @@
 // Configs; calling it again repairs drift (a peer removed with `wg set`, a
 // route deleted with `ip route`).
 //
-// The Linux implementation uses wgctrl, netlink and nftables, with the
-// kernel's WireGuard where the module exists and an embedded wireguard-go
-// otherwise. The fake in package netcfg/fakenet keeps the state in memory and
-// prints it as `ip`/`wg` command lines, which makes golden tests read like a
-// diff.
+// This package holds only the plain types and the pure Diff that every
+// Applier executes; it imports nothing OS-specific, so the mesh can plan a
+// Config without linking the network stack. The Linux Applier, in package
+// netcfg/linuxnet, uses wgctrl, netlink and nftables, with the kernel's
+// WireGuard where the module exists and an embedded wireguard-go otherwise.
+// The fake in package netcfg/fakenet keeps the state in memory and prints it
+// as `ip`/`wg` command lines, which makes golden tests read like a diff.
 //
 // This package imports nothing else of booture's.
 package netcfg

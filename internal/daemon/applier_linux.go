@@ -6,9 +6,10 @@ import (
 
 	"github.com/booture/booture/internal/config"
 	"github.com/booture/booture/netcfg"
+	"github.com/booture/booture/netcfg/linuxnet"
 )
 
 // linuxApplier is the real network applier.
 func linuxApplier(log *slog.Logger, cfg config.Config, listen netip.Addr) (netcfg.Applier, error) {
-	return netcfg.NewLinux(log, netcfg.LinuxOptions{Mode: netcfg.Mode(cfg.WireGuardMode), Listen: listen})
+	return linuxnet.New(log, linuxnet.Options{Mode: netcfg.Mode(cfg.WireGuardMode), Listen: listen})
 }

@@ -114,6 +114,48 @@ func TestNetcfgImportsNothingOfOurs(t *testing.T) {
 	}
 }
 
+// The mesh and the network model are pure: only netcfg/linuxnet (linked by
+// the daemon) talks to the kernel. A test that plans a mesh must not link
+// netlink, nftables or wireguard-go, and mesh/doc.go says the mesh never
+// touches the network stack.
+func TestMeshAndNetcfgDoNotLinkTheNetworkStack(t *testing.T) {
+	forbidden := []string{
+		"github.com/vishvananda/netlink",
+		"github.com/mdlayher/netlink",
+		"github.com/google/nftables",
+		"golang.zx2c4.com/wireguard/device",
+		"golang.zx2c4.com/wireguard/tun",
+		"golang.zx2c4.com/wireguard/wgctrl/internal", // wgctrl's OS drivers
+		"github.com/booture/booture/netcfg/linuxnet",
+	}
+	isForbidden := func(d string) bool {
+		if d == "golang.zx2c4.com/wireguard/wgctrl" { // the client, not wgtypes
+			return true
+		}
+		for _, f := range forbidden {
+			if d == f || strings.HasPrefix(d, f+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	// The check must be able to see a dependency: the Linux applier has them.
+	blind := true
+	for _, p := range goList(t, "-deps", "github.com/booture/booture/netcfg/linuxnet") {
+		if isForbidden(p.ImportPath) && p.ImportPath != "github.com/booture/booture/netcfg/linuxnet" {
+			blind = false
+		}
+	}
+	if blind {
+		t.Fatal("go list does not show linuxnet's dependency on netlink: the check below would be blind")
+	}
+	for _, p := range goList(t, "-deps", "github.com/booture/booture/mesh", "github.com/booture/booture/netcfg") {
+		if isForbidden(p.ImportPath) {
+			t.Errorf("mesh or netcfg depends on %s", p.ImportPath)
+		}
+	}
+}
+
 func TestGofmt(t *testing.T) {
 	if _, err := exec.LookPath("gofmt"); err != nil {
 		t.Skip("gofmt is not on PATH")

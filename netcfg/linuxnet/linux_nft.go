@@ -1,18 +1,19 @@
 //go:build linux
 
-package netcfg
+package linuxnet
 
 import (
 	"fmt"
 	"net/netip"
 
+	"github.com/booture/booture/netcfg"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
 
 func nftTable() *nftables.Table {
-	return &nftables.Table{Name: FirewallTable, Family: nftables.TableFamilyINet}
+	return &nftables.Table{Name: netcfg.FirewallTable, Family: nftables.TableFamilyINet}
 }
 
 // nftTableExists reports whether the daemon's table exists; checked at
@@ -27,7 +28,7 @@ func nftTableExists() (bool, error) {
 		return false, fmt.Errorf("listing nftables tables: %w", err)
 	}
 	for _, t := range tables {
-		if t.Name == FirewallTable {
+		if t.Name == netcfg.FirewallTable {
 			return true, nil
 		}
 	}
@@ -37,7 +38,7 @@ func nftTableExists() (bool, error) {
 // nftReplace atomically replaces the daemon's table with fs's content: one
 // batch that adds the table (a no-op if it exists), deletes it and builds it
 // again, so there is never a moment without the filter.
-func nftReplace(fs FirewallState) error {
+func nftReplace(fs netcfg.FirewallState) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("opening nftables: %w", err)
@@ -65,14 +66,14 @@ func nftReplace(fs FirewallState) error {
 
 	accept := nftables.ChainPolicyAccept
 	chains := map[string]*nftables.Chain{
-		ChainForward: c.AddChain(&nftables.Chain{
-			Name: ChainForward, Table: t, Type: nftables.ChainTypeFilter,
+		netcfg.ChainForward: c.AddChain(&nftables.Chain{
+			Name: netcfg.ChainForward, Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept,
 		}),
 	}
 	if fs.HasNAT() {
-		chains[ChainPostrouting] = c.AddChain(&nftables.Chain{
-			Name: ChainPostrouting, Table: t, Type: nftables.ChainTypeNAT,
+		chains[netcfg.ChainPostrouting] = c.AddChain(&nftables.Chain{
+			Name: netcfg.ChainPostrouting, Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept,
 		})
 	}
@@ -84,7 +85,7 @@ func nftReplace(fs FirewallState) error {
 		c.AddRule(&nftables.Rule{Table: t, Chain: chains[r.Chain], Exprs: exprs})
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("replacing nftables table inet %s: %w", FirewallTable, err)
+		return fmt.Errorf("replacing nftables table inet %s: %w", netcfg.FirewallTable, err)
 	}
 	return nil
 }
@@ -100,7 +101,7 @@ func nftDelete() error {
 	}
 	c.DelTable(nftTable())
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("deleting nftables table inet %s: %w", FirewallTable, err)
+		return fmt.Errorf("deleting nftables table inet %s: %w", netcfg.FirewallTable, err)
 	}
 	return nil
 }
@@ -111,7 +112,7 @@ func ifnameBytes(name string) []byte {
 	return b
 }
 
-func ruleFamily(r FirewallRule) int {
+func ruleFamily(r netcfg.FirewallRule) int {
 	for _, p := range []netip.Prefix{r.SrcMember, r.DstMember} {
 		if p.IsValid() {
 			if p.Addr().Is4() {
@@ -148,7 +149,7 @@ func memberExprs(pool netip.Prefix, src bool) []expr.Any {
 	off, n := addrField(fam, src)
 	load := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n}
 	poolMask := netipMask(pool.Bits(), int(n)*8)
-	hostMask, one := SiteHostMask(fam == 4)
+	hostMask, one := netcfg.SiteHostMask(fam == 4)
 	zero := make([]byte, n)
 	return []expr.Any{
 		load,
@@ -168,7 +169,7 @@ func netipMask(ones, bits int) []byte {
 	return m
 }
 
-func ruleExprs(r FirewallRule, sets map[string]*nftables.Set) ([]expr.Any, error) {
+func ruleExprs(r netcfg.FirewallRule, sets map[string]*nftables.Set) ([]expr.Any, error) {
 	var e []expr.Any
 	if r.InIface != "" {
 		e = append(e,
@@ -208,11 +209,11 @@ func ruleExprs(r FirewallRule, sets map[string]*nftables.Set) ([]expr.Any, error
 		e = append(e, &expr.Counter{})
 	}
 	switch r.Verdict {
-	case VerdictAccept:
+	case netcfg.VerdictAccept:
 		e = append(e, &expr.Verdict{Kind: expr.VerdictAccept})
-	case VerdictDrop:
+	case netcfg.VerdictDrop:
 		e = append(e, &expr.Verdict{Kind: expr.VerdictDrop})
-	case VerdictMasquerade:
+	case netcfg.VerdictMasquerade:
 		e = append(e, &expr.Masq{})
 	default:
 		return nil, fmt.Errorf("unknown nftables verdict %q", r.Verdict)

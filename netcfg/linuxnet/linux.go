@@ -1,6 +1,6 @@
 //go:build linux
 
-package netcfg
+package linuxnet
 
 import (
 	"context"
@@ -14,24 +14,25 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/booture/booture/netcfg"
 	"github.com/vishvananda/netlink"
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
-// LinuxOptions configures NewLinux.
-type LinuxOptions struct {
-	// Mode is the data plane: ModeKernel, ModeUserspace, or ModeAuto (the
+// Options configures New.
+type Options struct {
+	// Mode is the data plane: netcfg.ModeKernel, ModeUserspace, or ModeAuto (the
 	// default, also for ""): the kernel's WireGuard, falling back to the
 	// embedded wireguard-go when the kernel refuses to create the link.
-	Mode Mode
+	Mode netcfg.Mode
 	// Listen is the underlay address the daemon binds; it picks the
 	// interface whose MTU sets the default MTU (see UnderlayMTU). The zero
 	// value means the default route's interface.
 	Listen netip.Addr
 }
 
-// Linux is the Applier of a Linux host: wgctrl for WireGuard (kernel or
+// Applier is the netcfg.Applier of a Linux host: wgctrl for WireGuard (kernel or
 // embedded wireguard-go), netlink for link, addresses and routes, nftables
 // for the filter, /proc/sys for forwarding.
 //
@@ -42,13 +43,14 @@ type LinuxOptions struct {
 // Only the main routing table is managed: routes out the interface that the
 // Config does not list are removed, except the kernel's connected ones.
 //
-// The filter is one nftables table of its own (inet FirewallTable), rebuilt
-// atomically when its FirewallState changes and re-checked at every Apply,
+// The filter is one nftables table of its own (inet netcfg.FirewallTable),
+// rebuilt atomically when its netcfg.FirewallState changes and re-checked at every Apply,
 // so that a table deleted by hand comes back; other tables are never
 // touched. Its forward chain has policy accept: it filters only packets
-// from the WireGuard interface (see FirewallState.Rules).
+// from the WireGuard interface (see netcfg.FirewallState.Rules).
 //
-// Forwarding is enabled per interface and only where needed (see Diff):
+// Forwarding is enabled per interface and only where needed (see
+// netcfg.Diff):
 // IPv4 forwarding on the WireGuard interface when there are peers, and on
 // the uplink when there are full-tunnel members (their replies enter
 // there). For IPv6 the per-interface force_forwarding (Linux 6.17+) is used,
@@ -59,60 +61,60 @@ type LinuxOptions struct {
 //
 // When Config.MTU is 0 the MTU is UnderlayMTU's; if the underlay cannot be
 // found later (default route gone), the interface keeps the MTU it has.
-type Linux struct {
+type Applier struct {
 	log  *slog.Logger
-	opts LinuxOptions
+	opts Options
 
 	mu      sync.Mutex // held by Apply, State and Close for their whole run
 	closed  bool
-	iface   string // fixed by the first Apply
-	mode    Mode   // data plane of the current link; "" before it exists
+	iface   string      // fixed by the first Apply
+	mode    netcfg.Mode // data plane of the current link; "" before it exists
 	wg      *wgctrl.Client
-	user    *userspaceDevice // in userspace mode
-	fw      *FirewallState   // content of the table as last built
-	changed []sysctlChange   // entries changed, in order, with their original values
-	lastOps []Op
+	user    *userspaceDevice      // in userspace mode
+	fw      *netcfg.FirewallState // content of the table as last built
+	changed []sysctlChange        // entries changed, in order, with their original values
+	lastOps []netcfg.Op
 }
 
 type sysctlChange struct{ path, orig string }
 
-var _ Applier = (*Linux)(nil)
+var _ netcfg.Applier = (*Applier)(nil)
 
-// NewLinux returns an Applier for this host. It changes nothing until the
+// New returns an Applier for this host. It changes nothing until the
 // first Apply. A nil logger discards logs.
-func NewLinux(logger *slog.Logger, opts LinuxOptions) (*Linux, error) {
+func New(logger *slog.Logger, opts Options) (*Applier, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	switch opts.Mode {
 	case "":
-		opts.Mode = ModeAuto
-	case ModeAuto, ModeKernel, ModeUserspace:
+		opts.Mode = netcfg.ModeAuto
+	case netcfg.ModeAuto, netcfg.ModeKernel, netcfg.ModeUserspace:
 	default:
 		return nil, fmt.Errorf("unknown wireguard mode %q", opts.Mode)
 	}
-	return &Linux{log: logger.With("subsystem", "netcfg"), opts: opts}, nil
+	return &Applier{log: logger.With("subsystem", "netcfg"), opts: opts}, nil
 }
 
 // LastOps returns the changes the last Apply made (for logs and tests).
-func (l *Linux) LastOps() []Op {
+func (l *Applier) LastOps() []netcfg.Op {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.lastOps)
 }
 
 // Apply implements Applier.
-func (l *Linux) Apply(ctx context.Context, cfg Config) error {
+func (l *Applier) Apply(ctx context.Context, cfg netcfg.Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return ErrClosed
+		return netcfg.ErrClosed
 	}
 	if l.iface != "" && l.iface != cfg.Interface {
-		return fmt.Errorf("%w: interface cannot change from %s to %s", ErrInvalidConfig, l.iface, cfg.Interface)
+		return fmt.Errorf("%w: interface cannot change from %s to %s", netcfg.ErrInvalidConfig, l.iface, cfg.Interface)
 	}
 	l.iface = cfg.Interface
 	l.lastOps = nil
@@ -125,32 +127,32 @@ func (l *Linux) Apply(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return l.executeLocked(ctx, link, cfg, Diff(obs, cfg))
+	return l.executeLocked(ctx, link, cfg, netcfg.Diff(obs, cfg))
 }
 
-func (l *Linux) record(op Op) {
+func (l *Applier) record(op netcfg.Op) {
 	l.lastOps = append(l.lastOps, op)
 	l.log.Info("network change", "op", op.String())
 }
 
 // ensureLinkLocked returns the interface, creating it when missing (first
 // Apply, or deleted by hand since).
-func (l *Linux) ensureLinkLocked(cfg Config) (netlink.Link, error) {
+func (l *Applier) ensureLinkLocked(cfg netcfg.Config) (netlink.Link, error) {
 	name := cfg.Interface
 	link, err := linkByName(name)
 	switch {
 	case err == nil && link.Type() == "wireguard":
-		if l.opts.Mode == ModeUserspace {
+		if l.opts.Mode == netcfg.ModeUserspace {
 			return nil, fmt.Errorf("interface %s is a kernel wireguard link, but userspace mode was asked for", name)
 		}
 		if l.user != nil { // ours was replaced behind our back
 			_ = l.user.close()
 			l.user = nil
 		}
-		if l.mode != ModeKernel {
+		if l.mode != netcfg.ModeKernel {
 			l.log.Info("using existing kernel wireguard interface", "interface", name)
 		}
-		return link, l.setModeLocked(ModeKernel)
+		return link, l.setModeLocked(netcfg.ModeKernel)
 	case err == nil && l.user != nil:
 		return link, l.user.ensureSocket()
 	case err == nil:
@@ -167,21 +169,21 @@ func (l *Linux) ensureLinkLocked(cfg Config) (netlink.Link, error) {
 	if mtu == 0 {
 		mtu = UnderlayMTU(l.opts.Listen)
 	}
-	mode := ModeUserspace
-	if l.opts.Mode != ModeUserspace {
+	mode := netcfg.ModeUserspace
+	if l.opts.Mode != netcfg.ModeUserspace {
 		la := netlink.NewLinkAttrs()
 		la.Name, la.MTU = name, mtu
 		err := retryNetlinkDo(func() error { return netlink.LinkAdd(&netlink.Wireguard{LinkAttrs: la}) })
 		switch {
 		case err == nil:
-			mode = ModeKernel
-		case l.opts.Mode == ModeKernel:
+			mode = netcfg.ModeKernel
+		case l.opts.Mode == netcfg.ModeKernel:
 			return nil, fmt.Errorf("creating kernel wireguard interface %s: %w", name, err)
 		default:
 			l.log.Info("kernel wireguard unavailable, using embedded wireguard-go", "interface", name, "err", err)
 		}
 	}
-	if mode == ModeUserspace {
+	if mode == netcfg.ModeUserspace {
 		u, err := newUserspaceDevice(l.log, name, mtu)
 		if err != nil {
 			return nil, err
@@ -191,7 +193,7 @@ func (l *Linux) ensureLinkLocked(cfg Config) (netlink.Link, error) {
 	if err := l.setModeLocked(mode); err != nil {
 		return nil, err
 	}
-	l.record(Op{Kind: OpLinkAdd, Interface: name})
+	l.record(netcfg.Op{Kind: netcfg.OpLinkAdd, Interface: name})
 	l.log.Info("wireguard interface created", "interface", name, "mode", mode)
 	link, err = linkByName(name)
 	if err != nil {
@@ -203,7 +205,7 @@ func (l *Linux) ensureLinkLocked(cfg Config) (netlink.Link, error) {
 // setModeLocked records the data plane and (re)opens the wgctrl client,
 // which finds the kernel's genetlink family only if the module was loaded
 // when the client was made.
-func (l *Linux) setModeLocked(mode Mode) error {
+func (l *Applier) setModeLocked(mode netcfg.Mode) error {
 	if l.wg != nil && l.mode == mode {
 		return nil
 	}
@@ -219,17 +221,17 @@ func (l *Linux) setModeLocked(mode Mode) error {
 	return nil
 }
 
-func (l *Linux) observeLocked(link netlink.Link, cfg Config) (Observed, error) {
+func (l *Applier) observeLocked(link netlink.Link, cfg netcfg.Config) (netcfg.Observed, error) {
 	name := cfg.Interface
 	attrs := link.Attrs()
-	obs := Observed{MTU: attrs.MTU, Up: attrs.Flags&net.FlagUp != 0}
+	obs := netcfg.Observed{MTU: attrs.MTU, Up: attrs.Flags&net.FlagUp != 0}
 
 	dev, err := l.wg.Device(name)
 	if err != nil {
 		return obs, fmt.Errorf("reading wireguard device %s: %w", name, err)
 	}
 	obs.ListenPort = dev.ListenPort
-	if dev.PrivateKey != (Key{}) {
+	if dev.PrivateKey != (netcfg.Key{}) {
 		obs.PublicKey = dev.PublicKey
 	}
 	obs.Peers = peerStates(dev.Peers)
@@ -256,7 +258,7 @@ func (l *Linux) observeLocked(link netlink.Link, cfg Config) (Observed, error) {
 	}
 	// Without nftables in the kernel, a Config without firewall still works.
 	if exists {
-		obs.Firewall = &FirewallState{} // unknown content: rebuilt or deleted
+		obs.Firewall = &netcfg.FirewallState{} // unknown content: rebuilt or deleted
 		if l.fw != nil {
 			fw := *l.fw
 			obs.Firewall = &fw
@@ -265,7 +267,7 @@ func (l *Linux) observeLocked(link netlink.Link, cfg Config) (Observed, error) {
 
 	obs.Sysctls = map[string]string{}
 	obs.Changed = map[string]string{}
-	knobs := SysctlKnobs(name, obs.Uplink)
+	knobs := netcfg.SysctlKnobs(name, obs.Uplink)
 	for _, c := range l.changed {
 		obs.Changed[c.path] = c.orig
 		knobs = append(knobs, c.path)
@@ -278,12 +280,12 @@ func (l *Linux) observeLocked(link netlink.Link, cfg Config) (Observed, error) {
 	return obs, nil
 }
 
-func peerStates(peers []wgtypes.Peer) []PeerState {
-	out := make([]PeerState, 0, len(peers))
+func peerStates(peers []wgtypes.Peer) []netcfg.PeerState {
+	out := make([]netcfg.PeerState, 0, len(peers))
 	for _, p := range peers {
-		out = append(out, PeerState{
+		out = append(out, netcfg.PeerState{
 			PublicKey:           p.PublicKey,
-			Endpoint:            AddrPortFromUDP(p.Endpoint),
+			Endpoint:            netcfg.AddrPortFromUDP(p.Endpoint),
 			LastHandshake:       p.LastHandshakeTime,
 			RxBytes:             p.ReceiveBytes,
 			TxBytes:             p.TransmitBytes,
@@ -294,9 +296,9 @@ func peerStates(peers []wgtypes.Peer) []PeerState {
 	return out
 }
 
-func isWireGuardOp(k OpKind) bool { return k == OpDevice || k == OpPeer }
+func isWireGuardOp(k netcfg.OpKind) bool { return k == netcfg.OpDevice || k == netcfg.OpPeer }
 
-func (l *Linux) executeLocked(ctx context.Context, link netlink.Link, cfg Config, ops []Op) error {
+func (l *Applier) executeLocked(ctx context.Context, link netlink.Link, cfg netcfg.Config, ops []netcfg.Op) error {
 	for i := 0; i < len(ops); {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("applying network config: %w", err)
@@ -309,7 +311,7 @@ func (l *Linux) executeLocked(ctx context.Context, link netlink.Link, cfg Config
 			var wc wgtypes.Config
 			for ; j < len(ops) && isWireGuardOp(ops[j].Kind); j++ {
 				o := ops[j]
-				if o.Kind == OpPeer {
+				if o.Kind == netcfg.OpPeer {
 					wc.Peers = append(wc.Peers, o.Peer)
 					continue
 				}
@@ -340,9 +342,9 @@ func (l *Linux) executeLocked(ctx context.Context, link netlink.Link, cfg Config
 	return nil
 }
 
-func (l *Linux) execOneLocked(link netlink.Link, op Op) error {
+func (l *Applier) execOneLocked(link netlink.Link, op netcfg.Op) error {
 	switch op.Kind {
-	case OpLinkSet:
+	case netcfg.OpLinkSet:
 		if op.MTU != 0 {
 			if err := retryNetlinkDo(func() error { return netlink.LinkSetMTU(link, op.MTU) }); err != nil {
 				return fmt.Errorf("setting mtu of %s to %d: %w", op.Interface, op.MTU, err)
@@ -353,34 +355,34 @@ func (l *Linux) execOneLocked(link netlink.Link, op Op) error {
 				return fmt.Errorf("setting %s up: %w", op.Interface, err)
 			}
 		}
-	case OpAddressAdd:
+	case netcfg.OpAddressAdd:
 		if err := addAddress(link, op.Prefix); err != nil {
 			return fmt.Errorf("adding address %s: %w", op.Prefix, err)
 		}
-	case OpAddressDel:
+	case netcfg.OpAddressDel:
 		if err := delAddress(link, op.Prefix); err != nil {
 			return fmt.Errorf("removing address %s: %w", op.Prefix, err)
 		}
-	case OpRouteAdd:
+	case netcfg.OpRouteAdd:
 		if err := addRoute(link, op.Prefix); err != nil {
 			return fmt.Errorf("adding route %s: %w", op.Prefix, err)
 		}
-	case OpRouteDel:
+	case netcfg.OpRouteDel:
 		if err := delRoute(link, op.Prefix); err != nil {
 			return fmt.Errorf("removing route %s: %w", op.Prefix, err)
 		}
-	case OpFirewallSet:
+	case netcfg.OpFirewallSet:
 		if err := nftReplace(op.Firewall); err != nil {
 			return err
 		}
 		fw := op.Firewall
 		l.fw = &fw
-	case OpFirewallDel:
+	case netcfg.OpFirewallDel:
 		if err := nftDelete(); err != nil {
 			return err
 		}
 		l.fw = nil
-	case OpSysctl:
+	case netcfg.OpSysctl:
 		return l.setSysctlLocked(op)
 	default:
 		return fmt.Errorf("unexpected network change %v", op.Kind)
@@ -391,12 +393,12 @@ func (l *Linux) execOneLocked(link netlink.Link, op Op) error {
 // setSysctlLocked writes one /proc/sys entry, remembering the original value
 // the first time so that it can be restored when no longer needed and on
 // Close.
-func (l *Linux) setSysctlLocked(op Op) error {
+func (l *Applier) setSysctlLocked(op netcfg.Op) error {
 	idx := slices.IndexFunc(l.changed, func(c sysctlChange) bool { return c.path == op.Sysctl })
 	if !op.Restore && idx < 0 {
 		orig, err := readSysctl(op.Sysctl)
 		if err != nil {
-			return fmt.Errorf("reading sysctl %s: %w", SysctlName(op.Sysctl), err)
+			return fmt.Errorf("reading sysctl %s: %w", netcfg.SysctlName(op.Sysctl), err)
 		}
 		l.changed = append(l.changed, sysctlChange{op.Sysctl, orig})
 	}
@@ -406,43 +408,43 @@ func (l *Linux) setSysctlLocked(op Op) error {
 		err = nil
 	}
 	if err != nil {
-		return fmt.Errorf("setting sysctl %s=%s: %w", SysctlName(op.Sysctl), op.Value, err)
+		return fmt.Errorf("setting sysctl %s=%s: %w", netcfg.SysctlName(op.Sysctl), op.Value, err)
 	}
 	return nil
 }
 
 // State implements Applier.
-func (l *Linux) State(ctx context.Context) (State, error) {
+func (l *Applier) State(ctx context.Context) (netcfg.State, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return State{}, ErrClosed
+		return netcfg.State{}, netcfg.ErrClosed
 	}
 	if l.wg == nil {
-		return State{}, ErrNoInterface
+		return netcfg.State{}, netcfg.ErrNoInterface
 	}
 	link, err := linkByName(l.iface)
 	if isLinkNotFound(err) {
-		return State{}, fmt.Errorf("%w: %s is gone", ErrNoInterface, l.iface)
+		return netcfg.State{}, fmt.Errorf("%w: %s is gone", netcfg.ErrNoInterface, l.iface)
 	}
 	if err != nil {
-		return State{}, fmt.Errorf("looking up interface %s: %w", l.iface, err)
+		return netcfg.State{}, fmt.Errorf("looking up interface %s: %w", l.iface, err)
 	}
 	dev, err := l.wg.Device(l.iface)
 	if errors.Is(err, os.ErrNotExist) {
-		return State{}, fmt.Errorf("%w: %s is not a wireguard device", ErrNoInterface, l.iface)
+		return netcfg.State{}, fmt.Errorf("%w: %s is not a wireguard device", netcfg.ErrNoInterface, l.iface)
 	}
 	if err != nil {
-		return State{}, fmt.Errorf("reading wireguard device %s: %w", l.iface, err)
+		return netcfg.State{}, fmt.Errorf("reading wireguard device %s: %w", l.iface, err)
 	}
-	st := State{
+	st := netcfg.State{
 		Interface:  l.iface,
 		Mode:       l.mode,
 		ListenPort: dev.ListenPort,
 		MTU:        link.Attrs().MTU,
 		Peers:      peerStates(dev.Peers),
 	}
-	if dev.PrivateKey != (Key{}) {
+	if dev.PrivateKey != (netcfg.Key{}) {
 		st.PublicKey = dev.PublicKey
 	}
 	return st, nil
@@ -452,7 +454,7 @@ func (l *Linux) State(ctx context.Context) (State, error) {
 // removes the interface (with its routes and, in userspace mode, the
 // embedded device and its socket) and the nftables table. Further calls do
 // nothing.
-func (l *Linux) Close() error {
+func (l *Applier) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -464,7 +466,7 @@ func (l *Linux) Close() error {
 	for i := len(l.changed) - 1; i >= 0; i-- {
 		c := l.changed[i]
 		if err := writeSysctl(c.path, c.orig); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("restoring sysctl %s: %w", SysctlName(c.path), err))
+			errs = append(errs, fmt.Errorf("restoring sysctl %s: %w", netcfg.SysctlName(c.path), err))
 		}
 	}
 	l.changed = nil

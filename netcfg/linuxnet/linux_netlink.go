@@ -1,6 +1,6 @@
 //go:build linux
 
-package netcfg
+package linuxnet
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/booture/booture/netcfg"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -56,7 +57,7 @@ func UnderlayMTU(listen netip.Addr) int {
 	if mtu, ok := underlayMTU(listen); ok {
 		return mtu
 	}
-	return DefaultMTU
+	return netcfg.DefaultMTU
 }
 
 // underlayMTU is UnderlayMTU without the fallback.
@@ -72,10 +73,10 @@ func underlayMTU(listen netip.Addr) (int, bool) {
 		return 0, false
 	}
 	link, err := retryNetlink(func() (netlink.Link, error) { return netlink.LinkByIndex(idx) })
-	if err != nil || link.Attrs().MTU <= WireGuardOverhead {
+	if err != nil || link.Attrs().MTU <= netcfg.WireGuardOverhead {
 		return 0, false
 	}
-	return link.Attrs().MTU - WireGuardOverhead, true
+	return link.Attrs().MTU - netcfg.WireGuardOverhead, true
 }
 
 func addrLinkIndex(a netip.Addr) int {
@@ -148,7 +149,7 @@ func linkAddresses(link netlink.Link) ([]netip.Prefix, error) {
 		if a.IPNet == nil {
 			continue
 		}
-		p, ok := PrefixFromIPNet(*a.IPNet)
+		p, ok := netcfg.PrefixFromIPNet(*a.IPNet)
 		if !ok || p.Addr().IsLinkLocalUnicast() {
 			continue
 		}
@@ -180,7 +181,7 @@ func linkRoutes(link netlink.Link) ([]netip.Prefix, error) {
 				dst = &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
 			}
 		}
-		p, ok := PrefixFromIPNet(*dst)
+		p, ok := netcfg.PrefixFromIPNet(*dst)
 		if !ok || p.Addr().IsLinkLocalUnicast() {
 			continue
 		}
@@ -243,4 +244,15 @@ func readSysctl(path string) (string, error) {
 
 func writeSysctl(path, value string) error {
 	return os.WriteFile(procSys+path, []byte(value+"\n"), 0o644)
+}
+
+// fromIPNets converts wgctrl's allowed IPs, leaving out malformed ones.
+func fromIPNets(ns []net.IPNet) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ns))
+	for _, n := range ns {
+		if p, ok := netcfg.PrefixFromIPNet(n); ok {
+			out = append(out, p)
+		}
+	}
+	return out
 }

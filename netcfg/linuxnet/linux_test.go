@@ -1,13 +1,13 @@
 //go:build linux
 
-package netcfg_test
+package linuxnet_test
 
 // Lab tests of the Linux implementation. They need root: each test makes
 // its own network namespaces and runs the real implementation (userspace
 // WireGuard) inside them. Go moves goroutines between OS threads, so no
 // thread is switched to a namespace: the test binary re-executes itself
 // under `ip netns exec NS` as an "agent" (see TestMain) that owns one
-// netcfg.Linux and obeys JSON commands on stdin.
+// linuxnet.Applier and obeys JSON commands on stdin.
 
 import (
 	"bufio"
@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/netcfg"
+	"github.com/booture/booture/netcfg/linuxnet"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
@@ -62,14 +63,14 @@ type agentResponse struct {
 	MTU   int           `json:"mtu,omitempty"`
 }
 
-// runAgent serves commands until stdin closes, then closes the Linux.
+// runAgent serves commands until stdin closes, then closes the Applier.
 func runAgent() int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	opts := netcfg.LinuxOptions{Mode: netcfg.Mode(os.Getenv(agentModeEnv))}
+	opts := linuxnet.Options{Mode: netcfg.Mode(os.Getenv(agentModeEnv))}
 	if s := os.Getenv(agentListen); s != "" {
 		opts.Listen = netip.MustParseAddr(s)
 	}
-	l, err := netcfg.NewLinux(log, opts)
+	l, err := linuxnet.New(log, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -95,7 +96,7 @@ func runAgent() int {
 			st, err = l.State(context.Background())
 			resp.State = &st
 		case "underlay":
-			resp.MTU = netcfg.UnderlayMTU(req.Addr)
+			resp.MTU = linuxnet.UnderlayMTU(req.Addr)
 		case "close":
 			err = l.Close()
 		}
@@ -173,7 +174,7 @@ func inNS(ns string, args ...string) []string {
 // shared by all of them.
 func ifaceName(t *testing.T) string {
 	name := "btt" + randHex(4)
-	t.Cleanup(func() { _ = os.Remove(netcfg.UAPISocket(name)) })
+	t.Cleanup(func() { _ = os.Remove(linuxnet.UAPISocket(name)) })
 	return name
 }
 
@@ -235,7 +236,7 @@ func startAgent(t *testing.T, ns string, mode netcfg.Mode, listen string) *agent
 		}
 	}()
 	t.Cleanup(func() {
-		_ = a.stdin.Close() // the agent closes its Linux and exits
+		_ = a.stdin.Close() // the agent closes its Applier and exits
 		done := make(chan error, 1)
 		go func() { done <- a.cmd.Wait() }()
 		select {
@@ -497,7 +498,7 @@ func TestLinuxUserspace(t *testing.T) {
 
 	// A control socket deleted by hand is re-opened, so wg(8) and wgctrl
 	// keep working.
-	if err := os.Remove(netcfg.UAPISocket(iface)); err != nil {
+	if err := os.Remove(linuxnet.UAPISocket(iface)); err != nil {
 		t.Fatal(err)
 	}
 	if ops := a.apply(cfg); len(ops) != 0 {
@@ -528,7 +529,7 @@ func assertGone(t *testing.T, ns, iface string) {
 	if out, err := run("ip", "-n", ns, "link", "show", iface); err == nil {
 		t.Errorf("interface still there after Close:\n%s", out)
 	}
-	if _, err := os.Stat(netcfg.UAPISocket(iface)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(linuxnet.UAPISocket(iface)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("uapi socket still there after Close: %v", err)
 	}
 	if out := mustRun(t, inNS(ns, "nft", "list", "tables")...); strings.Contains(out, netcfg.FirewallTable) {

@@ -1,6 +1,6 @@
 //go:build linux
 
-package netcfg
+package linuxnet
 
 import (
 	"context"
