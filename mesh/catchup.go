@@ -116,6 +116,9 @@ func (n *Node) catchUp(ctx context.Context, r Record) error {
 		if !rep.Summary.Beats(ours) || rep.Summary.MeshID != p.Creds.MeshID || rep.Summary.Epoch != p.Creds.Epoch {
 			return nil // we changed meanwhile; the next round compares again
 		}
+		if p.Creds.MeshID == ours.MeshID && !epochReachable(ours.Epoch, p.Creds.Epoch) {
+			return fmt.Errorf("refusing credentials at epoch %d from epoch %d: too far ahead (this booture must be invited again if the mesh really changed its key that often)", p.Creds.Epoch, ours.Epoch)
+		}
 		n.log.Info("catching up with the mesh's credentials", "from", rep.Name, "mesh", p.Creds.MeshID.String(), "epoch", p.Creds.Epoch)
 		return n.adopt(&p, 0, 0, []netip.AddrPort{r.Gossip})
 	case "yours":
@@ -173,6 +176,9 @@ func (n *Node) serveCatchUp(conn net.Conn) error {
 			return err
 		}
 		rep.Outcome, rep.Sealed = "mine", sealTo(req.Key, n.priv, b)
+	case req.Summary.MeshID == rep.Summary.MeshID && !epochReachable(rep.Summary.Epoch, req.Summary.Epoch):
+		n.mu.Unlock()
+		return refuse(conn, "refused", fmt.Sprintf("epoch %d is too far ahead of this mesh's %d", req.Summary.Epoch, rep.Summary.Epoch))
 	default:
 		rep.Outcome = "yours"
 	}

@@ -28,6 +28,9 @@ func (p *credsPayload) validate() error {
 	if len(p.Roster) > maxPushRecords || len(p.Revoked) > maxPushRecords {
 		return errors.New("credentials payload too large")
 	}
+	if p.Creds.Epoch > maxEpoch {
+		return fmt.Errorf("credentials at epoch %d, past the last one (%d)", p.Creds.Epoch, maxEpoch)
+	}
 	return nil
 }
 

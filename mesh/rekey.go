@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"sort"
 	"sync"
 	"time"
@@ -27,6 +28,45 @@ import (
 
 // rekeyGrace is how long a replaced gossip key is still accepted.
 const rekeyGrace = 3 * time.Second
+
+// Epochs order the mesh's gossip keys: the key of the highest epoch wins.
+// Whoever could make the mesh take a key at an epoch beyond reach would keep
+// it for good (an expulsion's epoch+1 wrapped to 0 and lost), so epochs only
+// ever move in small steps, with checked arithmetic, and never past
+// maxEpoch.
+const (
+	// maxEpoch is the highest epoch a mesh can reach: 4 billion key
+	// changes, far more than any mesh makes, and far from wrapping.
+	maxEpoch = 1 << 32
+	// maxEpochJump is how many epochs credentials of the same mesh may
+	// move a booture on at once by catch-up: a booture that was off while
+	// the mesh expelled up to that many bootures still catches up (more
+	// is not a plausible federation of associations; it must be invited
+	// again). A rekey message moves it one epoch only (see
+	// acceptRekeyLocked). With these steps, driving a mesh to maxEpoch
+	// would take tens of millions of adoptions.
+	maxEpochJump = 64
+)
+
+// errEpochsExhausted is returned by a key change at maxEpoch.
+var errEpochsExhausted = errors.New("the mesh has used all its key epochs: found a new mesh")
+
+// nextEpoch returns the epoch after e, or an error past maxEpoch.
+func nextEpoch(e uint64) (uint64, error) {
+	next, carry := bits.Add64(e, 1, 0)
+	if carry != 0 || next > maxEpoch {
+		return 0, errEpochsExhausted
+	}
+	return next, nil
+}
+
+// epochReachable tells whether credentials of our mesh at epoch to may
+// replace ours at epoch from by catch-up: not older, at most maxEpochJump
+// ahead, and not past maxEpoch.
+func epochReachable(from, to uint64) bool {
+	limit, carry := bits.Add64(from, maxEpochJump, 0)
+	return to >= from && to <= maxEpoch && (carry != 0 || to <= limit)
+}
 
 // ErrNotFound is returned for a name that is not a booture of the mesh.
 var ErrNotFound = errors.New("no such booture in this mesh")
@@ -91,7 +131,11 @@ func (n *Node) rekey(ctx context.Context, revs []Revocation) (ExpelResult, error
 		n.mu.Unlock()
 		return ExpelResult{}, errors.New("gossip is not running")
 	}
-	epoch := n.st.Creds.Epoch + 1
+	epoch, err := nextEpoch(n.st.Creds.Epoch)
+	if err != nil {
+		n.mu.Unlock()
+		return ExpelResult{}, err
+	}
 	for i := range revs {
 		revs[i].Epoch = epoch
 	}
@@ -153,7 +197,7 @@ func (n *Node) rekey(ctx context.Context, revs []Revocation) (ExpelResult, error
 	old := n.st.Creds.Key
 	n.st.Creds = Credentials{MeshID: msg.MeshID, Founded: msg.Founded, Key: newKey, Epoch: epoch, Excludes: msg.Excludes}
 	n.rotateKeyLocked(old, newKey)
-	err := n.saveLocked()
+	err = n.saveLocked()
 	n.mu.Unlock()
 	n.changed()
 	return res, err
@@ -236,8 +280,17 @@ func (n *Node) acceptRekeyLocked(m *rekeyMsg) (bool, error) {
 	if err != nil || len(newKey) != 32 {
 		return false, errors.New("sealed key failed authentication")
 	}
-	changed := n.applyRevocationsLocked(m.Revoked)
 	cur := n.st.Creds
+	// The key of the next epoch is taken, or another of the current one
+	// (two expulsions at once: the lower key hash wins everywhere); an
+	// older one only brings its revocations. A rekey is only ever sent
+	// encrypted with the sender's current key, so a booture that can read
+	// it is at most one epoch behind: a message further ahead is forged.
+	next, nextErr := nextEpoch(cur.Epoch)
+	if m.Epoch > cur.Epoch && (nextErr != nil || m.Epoch != next) {
+		return false, fmt.Errorf("rekey to epoch %d from epoch %d: only the next epoch is accepted", m.Epoch, cur.Epoch)
+	}
+	changed := n.applyRevocationsLocked(m.Revoked)
 	newer := m.Epoch > cur.Epoch ||
 		m.Epoch == cur.Epoch && !bytes.Equal(newKey, cur.Key) && bytes.Compare(keyHash(newKey), keyHash(cur.Key)) < 0
 	if !newer {
