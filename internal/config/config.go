@@ -1,7 +1,10 @@
 // Package config is the daemon's typed configuration: defaults, the TOML
 // config file (strict: an unknown key is an error that names it), the
 // command-line flags (a flag wins over the file), and validation with
-// one-line errors.
+// one-line errors that name the key. The file and the flags are text; Load
+// parses them once into typed values (netip addresses, the WireGuard mode,
+// the gossip profile, the log level), so that the daemon never parses a
+// setting again.
 package config
 
 import (
@@ -10,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -21,80 +25,114 @@ import (
 
 	"github.com/booture/booture/catalog"
 	"github.com/booture/booture/internal/names"
+	"github.com/booture/booture/mesh"
+	"github.com/booture/booture/netcfg"
 )
 
 // DefaultConfigFile is read when --config is not given, if it exists.
 const DefaultConfigFile = "/etc/booture/booture.toml"
 
-// Config is the daemon's configuration. Field names in TOML are the flag
-// names with '_' for '-'.
+// Config is the daemon's configuration, parsed and typed: addresses are
+// netip values, modes are the types of the packages that use them. Load
+// builds it from the file and the flags (text, see settings); the daemon
+// reads it and never parses a setting again.
 type Config struct {
 	// Name is this booture's name (a DNS label); default: the host name.
-	Name string `toml:"name"`
+	Name string
 	// StateDir holds keys, mesh state, members and plugin pins.
-	StateDir string `toml:"state_dir"`
+	StateDir string
 	// Socket is the admin API's unix socket.
-	Socket string `toml:"socket"`
+	Socket string
 	// SocketGroup, if set, is the group allowed to use the socket (mode
 	// 0660); otherwise only root can (0600).
-	SocketGroup string `toml:"socket_group"`
+	SocketGroup string
 	// Interface is the WireGuard interface name.
-	Interface string `toml:"interface"`
-	// Listen is the underlay IP gossip binds to; empty means all.
-	Listen string `toml:"listen"`
-	// Advertise is HOST[:PORT] other bootures and members use to reach
-	// this one; the port, if given, is the WireGuard port members use
-	// (a port forwarded on a router). Empty: detected.
-	Advertise string `toml:"advertise"`
+	Interface string
+	// Listen is the underlay IP gossip binds to; the zero Addr means all.
+	Listen netip.Addr
+	// Advertise is where other bootures and members reach this one; the
+	// zero value means detected.
+	Advertise Advertised
 	// WGPort is the WireGuard UDP port.
-	WGPort int `toml:"wg_port"`
+	WGPort int
 	// GossipPort is the gossip TCP and UDP port.
-	GossipPort int `toml:"gossip_port"`
+	GossipPort int
 	// MTU of the WireGuard interface; 0 means the underlay's minus 80.
-	MTU int `toml:"mtu"`
-	// WireGuardMode is auto, kernel or userspace.
-	WireGuardMode string `toml:"wireguard_mode"`
-	// GossipProfile is lan or wan.
-	GossipProfile string `toml:"gossip_profile"`
-	// Metrics is the listen address of the Prometheus endpoint; empty
-	// means off.
-	Metrics string `toml:"metrics"`
+	MTU int
+	// WireGuardMode is the data plane: auto, kernel or userspace.
+	WireGuardMode netcfg.Mode
+	// GossipProfile is the gossip timings: lan or wan.
+	GossipProfile mesh.Profile
+	// Metrics is the listen address of the Prometheus endpoint; the zero
+	// AddrPort means off.
+	Metrics netip.AddrPort
 	// Resync is how often the network state is re-applied to repair
 	// changes made by hand.
-	Resync time.Duration `toml:"resync"`
-	// LogLevel is debug, info, warn or error.
-	LogLevel string `toml:"log_level"`
+	Resync time.Duration
+	// LogLevel is the least level logged: debug, info, warn or error.
+	LogLevel slog.Level
 	// LogFormat is text or json.
-	LogFormat string `toml:"log_format"`
+	LogFormat string
 	// AllowMemberToMember lets VPN members reach each other.
-	AllowMemberToMember bool `toml:"allow_member_to_member"`
+	AllowMemberToMember bool
 	// Uplink is the interface full-tunnel members' traffic leaves by;
 	// empty means the default route's.
-	Uplink string `toml:"uplink"`
+	Uplink string
 	// Domain is the DNS domain of the mesh's names.
-	Domain string `toml:"domain"`
+	Domain string
 	// HTTPPort is the port of the gateway (reverse proxy and portal) on the
 	// mesh addresses, and on the LAN for public services.
-	HTTPPort int `toml:"http_port"`
+	HTTPPort int
 	// DNSPort is the port of the DNS server on the mesh addresses.
-	DNSPort int `toml:"dns_port"`
-	// LANHTTP is "auto" (serve public services on the LAN address while
-	// there are any) or "off".
-	LANHTTP string `toml:"lan_http"`
+	DNSPort int
+	// LANHTTP serves public services on the LAN address while there are
+	// any (lan_http = "auto"); false is lan_http = "off".
+	LANHTTP bool
 	// PluginDirs are searched for booture-plugin-* binaries, after the
 	// managed directory STATE_DIR/plugins.
-	PluginDirs []string `toml:"plugin_dirs"`
-	// DNSUpstreams are resolvers for names outside the mesh; empty means
-	// those of /etc/resolv.conf.
-	DNSUpstreams []string `toml:"dns_upstreams"`
+	PluginDirs []string
+	// DNSUpstreams are resolvers for names outside the mesh (port 53 when
+	// the setting gives none); empty means those of /etc/resolv.conf.
+	DNSUpstreams []netip.AddrPort
 	// Services declared on this booture.
-	Services []catalog.Spec `toml:"service"`
+	Services []catalog.Spec
 }
 
-// Default returns the configuration used when nothing is set.
-func Default() Config {
+// settings is the configuration as it is written, in the config file and
+// on the command line: text, under SPEC's key names (the flag names with
+// '_' for '-'). parse turns it into a Config, once.
+type settings struct {
+	Name                string         `toml:"name"`
+	StateDir            string         `toml:"state_dir"`
+	Socket              string         `toml:"socket"`
+	SocketGroup         string         `toml:"socket_group"`
+	Interface           string         `toml:"interface"`
+	Listen              string         `toml:"listen"`
+	Advertise           string         `toml:"advertise"`
+	WGPort              int            `toml:"wg_port"`
+	GossipPort          int            `toml:"gossip_port"`
+	MTU                 int            `toml:"mtu"`
+	WireGuardMode       string         `toml:"wireguard_mode"`
+	GossipProfile       string         `toml:"gossip_profile"`
+	Metrics             string         `toml:"metrics"`
+	Resync              time.Duration  `toml:"resync"`
+	LogLevel            string         `toml:"log_level"`
+	LogFormat           string         `toml:"log_format"`
+	AllowMemberToMember bool           `toml:"allow_member_to_member"`
+	Uplink              string         `toml:"uplink"`
+	Domain              string         `toml:"domain"`
+	HTTPPort            int            `toml:"http_port"`
+	DNSPort             int            `toml:"dns_port"`
+	LANHTTP             string         `toml:"lan_http"`
+	PluginDirs          []string       `toml:"plugin_dirs"`
+	DNSUpstreams        []string       `toml:"dns_upstreams"`
+	Services            []catalog.Spec `toml:"service"`
+}
+
+// defaults returns the settings used when nothing is set.
+func defaults() settings {
 	host, _ := os.Hostname()
-	return Config{
+	return settings{
 		Name:          SanitizeName(host),
 		StateDir:      "/var/lib/booture",
 		Socket:        "/run/booture/bootured.sock",
@@ -111,6 +149,89 @@ func Default() Config {
 		DNSPort:       53,
 		LANHTTP:       "auto",
 	}
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	c, err := defaults().parse()
+	if err != nil {
+		panic("config: the defaults do not parse: " + err.Error())
+	}
+	return c
+}
+
+// logLevels are the log_level values.
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
+}
+
+// parse turns the written settings into a Config. An error is one line and
+// starts with the key whose value does not parse; what parses but is out of
+// range is for Validate.
+func (s settings) parse() (Config, error) {
+	c := Config{
+		Name: s.Name, StateDir: s.StateDir, Socket: s.Socket, SocketGroup: s.SocketGroup, Interface: s.Interface,
+		WGPort: s.WGPort, GossipPort: s.GossipPort, MTU: s.MTU, Resync: s.Resync, LogFormat: s.LogFormat,
+		AllowMemberToMember: s.AllowMemberToMember, Uplink: s.Uplink, Domain: s.Domain,
+		HTTPPort: s.HTTPPort, DNSPort: s.DNSPort, PluginDirs: s.PluginDirs, Services: s.Services,
+	}
+	if s.Listen != "" {
+		ip, err := netip.ParseAddr(s.Listen)
+		if err != nil {
+			return c, fmt.Errorf("listen: %q is not an IP address", s.Listen)
+		}
+		c.Listen = ip
+	}
+	if s.Advertise != "" {
+		adv, err := ParseAdvertise(s.Advertise)
+		if err != nil {
+			return c, err
+		}
+		c.Advertise = adv
+	}
+	switch m := netcfg.Mode(s.WireGuardMode); m {
+	case netcfg.ModeAuto, netcfg.ModeKernel, netcfg.ModeUserspace:
+		c.WireGuardMode = m
+	default:
+		return c, fmt.Errorf("wireguard_mode: %q: want auto, kernel or userspace", s.WireGuardMode)
+	}
+	switch p := mesh.Profile(s.GossipProfile); p {
+	case mesh.ProfileLAN, mesh.ProfileWAN:
+		c.GossipProfile = p
+	default:
+		return c, fmt.Errorf("gossip_profile: %q: want lan or wan", s.GossipProfile)
+	}
+	if s.Metrics != "" {
+		ap, err := netip.ParseAddrPort(s.Metrics)
+		if err != nil {
+			return c, fmt.Errorf("metrics: %q is not IP:PORT", s.Metrics)
+		}
+		c.Metrics = ap
+	}
+	level, ok := logLevels[s.LogLevel]
+	if !ok {
+		return c, fmt.Errorf("log_level: %q: want debug, info, warn or error", s.LogLevel)
+	}
+	c.LogLevel = level
+	switch s.LANHTTP {
+	case "auto":
+		c.LANHTTP = true
+	case "off":
+	default:
+		return c, fmt.Errorf("lan_http: %q: want auto or off", s.LANHTTP)
+	}
+	for _, u := range s.DNSUpstreams {
+		ap, err := netip.ParseAddrPort(u)
+		if err != nil {
+			ip, err := netip.ParseAddr(u)
+			if err != nil {
+				return c, fmt.Errorf("dns_upstreams: %q is not IP or IP:PORT", u)
+			}
+			ap = netip.AddrPortFrom(ip, 53)
+		}
+		c.DNSUpstreams = append(c.DNSUpstreams, ap)
+	}
+	return c, nil
 }
 
 // SanitizeName turns a host name into a valid booture name when it can
@@ -130,9 +251,24 @@ func SanitizeName(host string) string {
 	return s
 }
 
-// Decode reads TOML from r into c, rejecting unknown keys.
-func (c *Config) Decode(r io.Reader, source string) error {
-	md, err := toml.NewDecoder(r).Decode(c)
+// Decode reads a config file's TOML from r over the defaults, rejecting
+// unknown keys, and parses it (see Load; Validate is left to the caller).
+// source names the file in errors.
+func Decode(r io.Reader, source string) (Config, error) {
+	s := defaults()
+	if err := s.decode(r, source); err != nil {
+		return Config{}, err
+	}
+	c, err := s.parse()
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", source, err)
+	}
+	return c, nil
+}
+
+// decode reads TOML from r into s, rejecting unknown keys.
+func (s *settings) decode(r io.Reader, source string) error {
+	md, err := toml.NewDecoder(r).Decode(s)
 	if err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
@@ -153,19 +289,19 @@ func (c *Config) Decode(r io.Reader, source string) error {
 // Load builds the configuration from defaults, the config file and the
 // command-line arguments (flags win). It returns flag.ErrHelp for -h.
 func Load(args []string, stderr io.Writer) (Config, error) {
-	cfg := Default()
+	set := defaults()
 	fs := flag.NewFlagSet("bootured", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var file string
 	fs.StringVar(&file, "config", "", "config file (TOML); default "+DefaultConfigFile+" if it exists")
-	flagCfg := cfg
-	bindFlags(fs, &flagCfg)
+	flagSet := set
+	bindFlags(fs, &flagSet)
 	fs.Usage = func() { usage(fs, stderr) }
 	if err := fs.Parse(args); err != nil {
-		return cfg, err
+		return Config{}, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q (see bootured --help)", fs.Arg(0))
+		return Config{}, fmt.Errorf("unexpected argument %q (see bootured --help)", fs.Arg(0))
 	}
 	if file == "" {
 		if _, err := os.Stat(DefaultConfigFile); err == nil {
@@ -175,52 +311,56 @@ func Load(args []string, stderr io.Writer) (Config, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return cfg, fmt.Errorf("reading config: %w", err)
+			return Config{}, fmt.Errorf("reading config: %w", err)
 		}
-		if err := cfg.Decode(bytes.NewReader(b), file); err != nil {
-			return cfg, err
+		if err := set.decode(bytes.NewReader(b), file); err != nil {
+			return Config{}, err
 		}
 	}
 	// Flags given on the command line win over the file.
-	fs.Visit(func(f *flag.Flag) { copyFlag(&cfg, &flagCfg, f.Name) })
+	fs.Visit(func(f *flag.Flag) { copyFlag(&set, &flagSet, f.Name) })
+	cfg, err := set.parse()
+	if err != nil {
+		return Config{}, err
+	}
 	return cfg, cfg.Validate()
 }
 
 // flagFields binds each flag to its field, so that Load can copy the ones
 // given on the command line.
-var flagFields = map[string]func(dst, src *Config){
-	"name":                   func(d, s *Config) { d.Name = s.Name },
-	"state-dir":              func(d, s *Config) { d.StateDir = s.StateDir },
-	"socket":                 func(d, s *Config) { d.Socket = s.Socket },
-	"socket-group":           func(d, s *Config) { d.SocketGroup = s.SocketGroup },
-	"interface":              func(d, s *Config) { d.Interface = s.Interface },
-	"listen":                 func(d, s *Config) { d.Listen = s.Listen },
-	"advertise":              func(d, s *Config) { d.Advertise = s.Advertise },
-	"wg-port":                func(d, s *Config) { d.WGPort = s.WGPort },
-	"gossip-port":            func(d, s *Config) { d.GossipPort = s.GossipPort },
-	"mtu":                    func(d, s *Config) { d.MTU = s.MTU },
-	"wireguard-mode":         func(d, s *Config) { d.WireGuardMode = s.WireGuardMode },
-	"gossip-profile":         func(d, s *Config) { d.GossipProfile = s.GossipProfile },
-	"metrics":                func(d, s *Config) { d.Metrics = s.Metrics },
-	"resync":                 func(d, s *Config) { d.Resync = s.Resync },
-	"log-level":              func(d, s *Config) { d.LogLevel = s.LogLevel },
-	"log-format":             func(d, s *Config) { d.LogFormat = s.LogFormat },
-	"allow-member-to-member": func(d, s *Config) { d.AllowMemberToMember = s.AllowMemberToMember },
-	"uplink":                 func(d, s *Config) { d.Uplink = s.Uplink },
-	"domain":                 func(d, s *Config) { d.Domain = s.Domain },
-	"http-port":              func(d, s *Config) { d.HTTPPort = s.HTTPPort },
-	"dns-port":               func(d, s *Config) { d.DNSPort = s.DNSPort },
-	"lan-http":               func(d, s *Config) { d.LANHTTP = s.LANHTTP },
-	"plugin-dir":             func(d, s *Config) { d.PluginDirs = s.PluginDirs },
+var flagFields = map[string]func(dst, src *settings){
+	"name":                   func(d, s *settings) { d.Name = s.Name },
+	"state-dir":              func(d, s *settings) { d.StateDir = s.StateDir },
+	"socket":                 func(d, s *settings) { d.Socket = s.Socket },
+	"socket-group":           func(d, s *settings) { d.SocketGroup = s.SocketGroup },
+	"interface":              func(d, s *settings) { d.Interface = s.Interface },
+	"listen":                 func(d, s *settings) { d.Listen = s.Listen },
+	"advertise":              func(d, s *settings) { d.Advertise = s.Advertise },
+	"wg-port":                func(d, s *settings) { d.WGPort = s.WGPort },
+	"gossip-port":            func(d, s *settings) { d.GossipPort = s.GossipPort },
+	"mtu":                    func(d, s *settings) { d.MTU = s.MTU },
+	"wireguard-mode":         func(d, s *settings) { d.WireGuardMode = s.WireGuardMode },
+	"gossip-profile":         func(d, s *settings) { d.GossipProfile = s.GossipProfile },
+	"metrics":                func(d, s *settings) { d.Metrics = s.Metrics },
+	"resync":                 func(d, s *settings) { d.Resync = s.Resync },
+	"log-level":              func(d, s *settings) { d.LogLevel = s.LogLevel },
+	"log-format":             func(d, s *settings) { d.LogFormat = s.LogFormat },
+	"allow-member-to-member": func(d, s *settings) { d.AllowMemberToMember = s.AllowMemberToMember },
+	"uplink":                 func(d, s *settings) { d.Uplink = s.Uplink },
+	"domain":                 func(d, s *settings) { d.Domain = s.Domain },
+	"http-port":              func(d, s *settings) { d.HTTPPort = s.HTTPPort },
+	"dns-port":               func(d, s *settings) { d.DNSPort = s.DNSPort },
+	"lan-http":               func(d, s *settings) { d.LANHTTP = s.LANHTTP },
+	"plugin-dir":             func(d, s *settings) { d.PluginDirs = s.PluginDirs },
 }
 
-func copyFlag(dst, src *Config, name string) {
+func copyFlag(dst, src *settings, name string) {
 	if f, ok := flagFields[name]; ok {
 		f(dst, src)
 	}
 }
 
-func bindFlags(fs *flag.FlagSet, c *Config) {
+func bindFlags(fs *flag.FlagSet, c *settings) {
 	fs.StringVar(&c.Name, "name", c.Name, "this booture's name: a-z, 0-9 and '-' (default: the host name)")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory for keys, mesh state, members and plugin pins")
 	fs.StringVar(&c.Socket, "socket", c.Socket, "admin API unix socket")
@@ -271,7 +411,8 @@ Flags:
 }
 
 // Validate checks every setting and returns the first problem as a
-// one-line error.
+// one-line error that starts with the setting's key. Load calls it; so does
+// the daemon, for a Config built in code.
 func (c *Config) Validate() error {
 	if err := names.Check(c.Name); err != nil {
 		return fmt.Errorf("name: %w (set --name)", err)
@@ -288,16 +429,6 @@ func (c *Config) Validate() error {
 	if c.Interface == "" || len(c.Interface) > 15 || strings.ContainsAny(c.Interface, "/ \t") {
 		return fmt.Errorf("interface: %q is not a valid interface name (1 to 15 characters, no '/' or spaces)", c.Interface)
 	}
-	if c.Listen != "" {
-		if _, err := netip.ParseAddr(c.Listen); err != nil {
-			return fmt.Errorf("listen: %q is not an IP address", c.Listen)
-		}
-	}
-	if c.Advertise != "" {
-		if _, err := c.AdvertiseHostPort(); err != nil {
-			return err
-		}
-	}
 	for _, p := range []struct {
 		name string
 		v    int
@@ -306,39 +437,29 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: %d is not a port number (1-65535)", p.name, p.v)
 		}
 	}
+	if c.Advertise.Port < 0 || c.Advertise.Port > 65535 {
+		return fmt.Errorf("advertise: %d is not a port number (1-65535)", c.Advertise.Port)
+	}
 	if c.MTU != 0 && (c.MTU < 1280 || c.MTU > 9000) {
 		return fmt.Errorf("mtu: %d out of range (1280-9000, or 0 for automatic)", c.MTU)
 	}
-	if c.LANHTTP != "auto" && c.LANHTTP != "off" {
-		return fmt.Errorf("lan_http: %q: want auto or off", c.LANHTTP)
-	}
 	switch c.WireGuardMode {
-	case "auto", "kernel", "userspace":
+	case netcfg.ModeAuto, netcfg.ModeKernel, netcfg.ModeUserspace:
 	default:
 		return fmt.Errorf("wireguard_mode: %q: want auto, kernel or userspace", c.WireGuardMode)
 	}
 	switch c.GossipProfile {
-	case "lan", "wan":
+	case mesh.ProfileLAN, mesh.ProfileWAN:
 	default:
 		return fmt.Errorf("gossip_profile: %q: want lan or wan", c.GossipProfile)
 	}
 	if c.Resync < time.Second {
 		return fmt.Errorf("resync: %v is too short (at least 1s)", c.Resync)
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return fmt.Errorf("log_level: %q: want debug, info, warn or error", c.LogLevel)
-	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log_format: %q: want text or json", c.LogFormat)
-	}
-	if c.Metrics != "" {
-		if _, err := netip.ParseAddrPort(c.Metrics); err != nil {
-			return fmt.Errorf("metrics: %q is not IP:PORT", c.Metrics)
-		}
 	}
 	if c.Domain == "" || strings.HasSuffix(c.Domain, ".") {
 		return fmt.Errorf("domain: %q is not a domain (no trailing dot)", c.Domain)
@@ -346,13 +467,6 @@ func (c *Config) Validate() error {
 	for _, label := range strings.Split(c.Domain, ".") {
 		if err := names.Check(label); err != nil {
 			return fmt.Errorf("domain: %w", err)
-		}
-	}
-	for _, u := range c.DNSUpstreams {
-		if _, err := netip.ParseAddrPort(u); err != nil {
-			if _, err := netip.ParseAddr(u); err != nil {
-				return fmt.Errorf("dns_upstreams: %q is not IP or IP:PORT", u)
-			}
 		}
 	}
 	seen := map[string]bool{}
@@ -380,26 +494,28 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Advertised is the parsed form of Advertise.
+// Advertised is where other bootures and members reach this booture: the
+// parsed advertise setting (HOST, HOST:PORT, IPv6 in brackets). A host
+// name is allowed for members' endpoint (e.g. a dynamic DNS name for
+// members outside the LAN); gossip then advertises the listen or detected
+// IP. The zero value means not set.
 type Advertised struct {
 	// IP is set when the host is an IP address; Host is always set.
 	IP   netip.Addr
 	Host string
-	// Port is the WireGuard port members use; 0 when not given.
+	// Port is the WireGuard port members use (a port forwarded on a
+	// router); 0 when not given.
 	Port int
 }
 
-// AdvertiseHostPort parses Advertise (HOST, HOST:PORT, IPv6 in brackets).
-// A host name is allowed for members' endpoint (e.g. a dynamic DNS name
-// for members outside the LAN); gossip then advertises the listen or
-// detected IP.
-func (c *Config) AdvertiseHostPort() (Advertised, error) {
-	s := c.Advertise
+// ParseAdvertise parses an advertise setting; the error names the key.
+func ParseAdvertise(s string) (Advertised, error) {
+	orig := s
 	var a Advertised
 	if host, port, err := net.SplitHostPort(s); err == nil {
 		p, perr := strconv.Atoi(port)
 		if perr != nil || p < 1 || p > 65535 {
-			return a, fmt.Errorf("advertise: bad port in %q", s)
+			return Advertised{}, fmt.Errorf("advertise: bad port in %q", orig)
 		}
 		s, a.Port = host, p
 	}
@@ -412,7 +528,7 @@ func (c *Config) AdvertiseHostPort() (Advertised, error) {
 		if label == "" || len(label) > 63 || strings.ContainsFunc(label, func(r rune) bool {
 			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-')
 		}) {
-			return a, fmt.Errorf("advertise: %q is neither an IP address nor a host name", c.Advertise)
+			return Advertised{}, fmt.Errorf("advertise: %q is neither an IP address nor a host name", orig)
 		}
 	}
 	a.Host = s

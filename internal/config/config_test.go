@@ -2,11 +2,19 @@ package config
 
 import (
 	"bytes"
+	"fmt"
+	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/booture/booture/mesh"
+	"github.com/booture/booture/netcfg"
 )
 
 func writeConfig(t *testing.T, text string) string {
@@ -26,6 +34,10 @@ func TestDefaultsAreValid(t *testing.T) {
 	}
 	if c.WGPort != 51820 || c.GossipPort != 7946 || c.Interface != "booture0" || c.Socket != "/run/booture/bootured.sock" || c.StateDir != "/var/lib/booture" {
 		t.Fatalf("defaults differ from the SPEC: %+v", c)
+	}
+	if c.Listen.IsValid() || c.Advertise != (Advertised{}) || c.Metrics.IsValid() || c.WireGuardMode != netcfg.ModeAuto ||
+		c.GossipProfile != mesh.ProfileLAN || c.LogLevel != slog.LevelInfo || c.LogFormat != "text" || !c.LANHTTP || c.Resync != 10*time.Second {
+		t.Fatalf("defaults differ from the documented ones: %+v", c)
 	}
 }
 
@@ -96,16 +108,16 @@ func TestErrorsAreOneLineAndSayWhich(t *testing.T) {
 
 func TestAdvertise(t *testing.T) {
 	for in, want := range map[string]Advertised{
-		"198.51.100.1":        {Host: "198.51.100.1"},
-		"198.51.100.1:51000":  {Host: "198.51.100.1", Port: 51000},
-		"[2001:db8::1]:51000": {Host: "2001:db8::1", Port: 51000},
-		"box.example.org":     {Host: "box.example.org"},
-		"box.example.org:443": {Host: "box.example.org", Port: 443},
+		"198.51.100.1":          {IP: netip.MustParseAddr("198.51.100.1"), Host: "198.51.100.1"},
+		"198.51.100.1:51000":    {IP: netip.MustParseAddr("198.51.100.1"), Host: "198.51.100.1", Port: 51000},
+		"[2001:db8::1]:51000":   {IP: netip.MustParseAddr("2001:db8::1"), Host: "2001:db8::1", Port: 51000},
+		"[::ffff:198.51.100.1]": {IP: netip.MustParseAddr("198.51.100.1"), Host: "198.51.100.1"},
+		"box.example.org":       {Host: "box.example.org"},
+		"box.example.org:443":   {Host: "box.example.org", Port: 443},
 	} {
-		c := Config{Advertise: in}
-		got, err := c.AdvertiseHostPort()
-		if err != nil || got.Host != want.Host || got.Port != want.Port {
-			t.Errorf("%q: got %+v %v", in, got, err)
+		got, err := ParseAdvertise(in)
+		if err != nil || got != want {
+			t.Errorf("%q: got %+v %v, want %+v", in, got, err, want)
 		}
 	}
 }
@@ -130,8 +142,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add("name = \"a\"\n[[service]]\nplugin = \"nextcloud\"\n")
 	f.Add("wg_port = 1\nresync = \"1s\"\n")
 	f.Fuzz(func(t *testing.T, text string) {
-		c := Default()
-		if err := c.Decode(strings.NewReader(text), "fuzz.toml"); err != nil {
+		c, err := Decode(strings.NewReader(text), "fuzz.toml")
+		if err != nil {
 			if strings.Contains(err.Error(), "\n") && !strings.Contains(text, "\n") {
 				t.Fatalf("multi-line error: %v", err)
 			}
@@ -139,4 +151,117 @@ func FuzzDecode(f *testing.F) {
 		}
 		c.Validate() // must not panic
 	})
+}
+
+// Every setting that is parsed into a typed value, from the file and from
+// its flag: a good value gives the typed value, a bad one a one-line error
+// that starts with the key.
+func TestTypedSettings(t *testing.T) {
+	addr := netip.MustParseAddr
+	for _, tc := range []struct {
+		key, flag string // the file's key and the flag's name ("" if none)
+		value     string
+		check     func(Config) bool // for good values
+		wantErr   string            // for bad values
+	}{
+		{key: "listen", flag: "listen", value: "198.51.100.7", check: func(c Config) bool { return c.Listen == addr("198.51.100.7") }},
+		{key: "listen", flag: "listen", value: "2001:db8::7", check: func(c Config) bool { return c.Listen == addr("2001:db8::7") }},
+		{key: "listen", flag: "listen", value: "", check: func(c Config) bool { return !c.Listen.IsValid() }},
+		{key: "listen", flag: "listen", value: "not-an-ip", wantErr: `listen: "not-an-ip" is not an IP address`},
+		{key: "listen", flag: "listen", value: "198.51.100.7:80", wantErr: "listen: "},
+		{key: "advertise", flag: "advertise", value: "box.example.org:51000", check: func(c Config) bool {
+			return c.Advertise == Advertised{Host: "box.example.org", Port: 51000}
+		}},
+		{key: "advertise", flag: "advertise", value: "203.0.113.9", check: func(c Config) bool {
+			return c.Advertise == Advertised{IP: addr("203.0.113.9"), Host: "203.0.113.9"}
+		}},
+		{key: "advertise", flag: "advertise", value: "", check: func(c Config) bool { return c.Advertise == Advertised{} }},
+		{key: "advertise", flag: "advertise", value: "bad host", wantErr: `advertise: "bad host" is neither`},
+		{key: "advertise", flag: "advertise", value: "box.example.org:0", wantErr: "advertise: bad port"},
+		{key: "wireguard_mode", flag: "wireguard-mode", value: "userspace", check: func(c Config) bool { return c.WireGuardMode == netcfg.ModeUserspace }},
+		{key: "wireguard_mode", flag: "wireguard-mode", value: "kernel", check: func(c Config) bool { return c.WireGuardMode == netcfg.ModeKernel }},
+		{key: "wireguard_mode", flag: "wireguard-mode", value: "auto", check: func(c Config) bool { return c.WireGuardMode == netcfg.ModeAuto }},
+		{key: "wireguard_mode", flag: "wireguard-mode", value: "magic", wantErr: `wireguard_mode: "magic": want auto, kernel or userspace`},
+		{key: "wireguard_mode", flag: "wireguard-mode", value: "", wantErr: "wireguard_mode: "},
+		{key: "gossip_profile", flag: "gossip-profile", value: "wan", check: func(c Config) bool { return c.GossipProfile == mesh.ProfileWAN }},
+		{key: "gossip_profile", flag: "gossip-profile", value: "lan", check: func(c Config) bool { return c.GossipProfile == mesh.ProfileLAN }},
+		{key: "gossip_profile", flag: "gossip-profile", value: "fast", wantErr: `gossip_profile: "fast": want lan or wan`},
+		{key: "metrics", flag: "metrics", value: "127.0.0.1:9477", check: func(c Config) bool { return c.Metrics == netip.MustParseAddrPort("127.0.0.1:9477") }},
+		{key: "metrics", flag: "metrics", value: "[::1]:9477", check: func(c Config) bool { return c.Metrics == netip.MustParseAddrPort("[::1]:9477") }},
+		{key: "metrics", flag: "metrics", value: "", check: func(c Config) bool { return !c.Metrics.IsValid() }},
+		{key: "metrics", flag: "metrics", value: "localhost:9477", wantErr: `metrics: "localhost:9477" is not IP:PORT`},
+		{key: "log_level", flag: "log-level", value: "debug", check: func(c Config) bool { return c.LogLevel == slog.LevelDebug }},
+		{key: "log_level", flag: "log-level", value: "warn", check: func(c Config) bool { return c.LogLevel == slog.LevelWarn }},
+		{key: "log_level", flag: "log-level", value: "error", check: func(c Config) bool { return c.LogLevel == slog.LevelError }},
+		{key: "log_level", flag: "log-level", value: "INFO+2", wantErr: `log_level: "INFO+2": want debug, info, warn or error`},
+		{key: "log_format", flag: "log-format", value: "json", check: func(c Config) bool { return c.LogFormat == "json" }},
+		{key: "log_format", flag: "log-format", value: "xml", wantErr: `log_format: "xml": want text or json`},
+		{key: "lan_http", flag: "lan-http", value: "off", check: func(c Config) bool { return !c.LANHTTP }},
+		{key: "lan_http", flag: "lan-http", value: "auto", check: func(c Config) bool { return c.LANHTTP }},
+		{key: "lan_http", flag: "lan-http", value: "on", wantErr: `lan_http: "on": want auto or off`},
+		{key: "resync", flag: "resync", value: "1m", check: func(c Config) bool { return c.Resync == time.Minute }},
+		{key: "resync", flag: "resync", value: "500ms", wantErr: "resync: 500ms is too short"},
+		{key: "mtu", flag: "mtu", value: "1420", check: func(c Config) bool { return c.MTU == 1420 }},
+		{key: "mtu", flag: "mtu", value: "100", wantErr: "mtu: 100 out of range"},
+	} {
+		fileValue := strconv.Quote(tc.value)
+		if tc.key == "mtu" {
+			fileValue = tc.value
+		}
+		sources := map[string][]string{
+			"file": {"--config", writeConfig(t, tc.key+" = "+fileValue+"\n")},
+			"flag": {"--" + tc.flag + "=" + tc.value},
+		}
+		for source, args := range sources {
+			c, err := Load(append([]string{"--name", "ok"}, args...), &bytes.Buffer{})
+			what := fmt.Sprintf("%s %s = %q", source, tc.key, tc.value)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("%s: %v", what, err)
+			case tc.wantErr == "" && !tc.check(c):
+				t.Errorf("%s: parsed into %+v", what, c)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), "\n")):
+				t.Errorf("%s: got error %v, want one line containing %q", what, err, tc.wantErr)
+			}
+		}
+	}
+}
+
+// dns_upstreams (file only): IP or IP:PORT, port 53 by default.
+func TestDNSUpstreams(t *testing.T) {
+	c, err := Load([]string{"--name", "ok", "--config", writeConfig(t, `dns_upstreams = ["192.0.2.53", "192.0.2.54:5353", "[2001:db8::53]:53"]`+"\n")}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.AddrPort{netip.MustParseAddrPort("192.0.2.53:53"), netip.MustParseAddrPort("192.0.2.54:5353"), netip.MustParseAddrPort("[2001:db8::53]:53")}
+	if !slices.Equal(c.DNSUpstreams, want) {
+		t.Errorf("dns_upstreams = %v, want %v", c.DNSUpstreams, want)
+	}
+	_, err = Load([]string{"--name", "ok", "--config", writeConfig(t, `dns_upstreams = ["dns.example.org"]`+"\n")}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), `dns_upstreams: "dns.example.org" is not IP or IP:PORT`) {
+		t.Errorf("bad upstream: %v", err)
+	}
+}
+
+// Validate checks a Config built in code (as the daemon's tests do), with
+// errors that name the key.
+func TestValidateTyped(t *testing.T) {
+	for _, tc := range []struct {
+		set  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.WireGuardMode = "" }, "wireguard_mode: "},
+		{func(c *Config) { c.GossipProfile = "fast" }, "gossip_profile: "},
+		{func(c *Config) { c.Advertise = Advertised{Host: "x", Port: 70000} }, "advertise: 70000 is not a port"},
+		{func(c *Config) { c.LogFormat = "" }, "log_format: "},
+		{func(c *Config) { c.HTTPPort = 0 }, "http_port: 0 is not a port"},
+		{func(c *Config) { c.Domain = "mesh." }, "domain: "},
+	} {
+		c := Default()
+		c.Name = "ok"
+		tc.set(&c)
+		if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("got %v, want an error starting with %q", err, tc.want)
+		}
+	}
 }

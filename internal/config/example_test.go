@@ -12,8 +12,8 @@ func TestExampleConfigIsValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	c := Default()
-	if err := c.Decode(f, "booture.toml"); err != nil {
+	c, err := Decode(f, "booture.toml")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Validate(); err != nil {

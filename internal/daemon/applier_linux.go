@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"log/slog"
-	"net/netip"
 
 	"github.com/booture/booture/internal/config"
 	"github.com/booture/booture/netcfg"
@@ -10,6 +9,6 @@ import (
 )
 
 // linuxApplier is the real network applier.
-func linuxApplier(log *slog.Logger, cfg config.Config, listen netip.Addr) (netcfg.Applier, error) {
-	return linuxnet.New(log, linuxnet.Options{Mode: netcfg.Mode(cfg.WireGuardMode), Listen: listen})
+func linuxApplier(log *slog.Logger, cfg config.Config) (netcfg.Applier, error) {
+	return linuxnet.New(log, linuxnet.Options{Mode: cfg.WireGuardMode, Listen: cfg.Listen})
 }

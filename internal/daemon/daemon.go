@@ -43,7 +43,7 @@ type Options struct {
 	Config config.Config
 	Logger *slog.Logger
 	// NewApplier makes the network applier; nil means the Linux one.
-	NewApplier func(log *slog.Logger, cfg config.Config, listen netip.Addr) (netcfg.Applier, error)
+	NewApplier func(log *slog.Logger, cfg config.Config) (netcfg.Applier, error)
 	// AnyGossipPort binds any free gossip port instead of the
 	// configured one (tests: many daemons share loopback); the port stays
 	// the same across gossip restarts.
@@ -141,16 +141,11 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 	if newApplier == nil {
 		newApplier = linuxApplier
 	}
-	var listen netip.Addr
-	if cfg.Listen != "" {
-		listen = netip.MustParseAddr(cfg.Listen)
-	}
-	if d.applier, err = newApplier(log, cfg, listen); err != nil {
+	if d.applier, err = newApplier(log, cfg); err != nil {
 		return nil, err
 	}
 	d.rec = newReconciler(d.applier, d.desired, cfg.Resync, log.With("subsystem", "reconcile"))
 
-	profile, _ := mesh.ParseProfile(cfg.GossipProfile)
 	gossipPort := cfg.GossipPort
 	if opts.AnyGossipPort {
 		gossipPort = 0
@@ -159,11 +154,11 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		Name:              cfg.Name,
 		StateDir:          cfg.StateDir,
 		PrivateKey:        priv,
-		Bind:              listen,
+		Bind:              cfg.Listen,
 		GossipPort:        gossipPort,
 		Advertise:         d.adv.gossip,
 		WireGuardEndpoint: netip.AddrPortFrom(d.adv.gossip, uint16(cfg.WGPort)),
-		Profile:           profile,
+		Profile:           cfg.GossipProfile,
 		Version:           Version,
 		Logger:            log.With("subsystem", "mesh"),
 		OnChange:          func() { d.rec.Trigger(); d.triggerPublish() },
@@ -243,8 +238,8 @@ func (d *Daemon) serve(ctx context.Context, opts Options) (err error) {
 	go func() { serveErr <- srv.Serve(ln) }()
 	defer srv.Close()
 
-	if d.cfg.Metrics != "" {
-		mln, err := net.Listen("tcp", d.cfg.Metrics)
+	if d.cfg.Metrics.IsValid() {
+		mln, err := net.Listen("tcp", d.cfg.Metrics.String())
 		if err != nil {
 			return fmt.Errorf("metrics endpoint: %w", err)
 		}
@@ -273,16 +268,9 @@ func (d *Daemon) serve(ctx context.Context, opts Options) (err error) {
 
 // resolveAdvertise works out the addresses others use to reach us.
 func resolveAdvertise(cfg config.Config) (advertised, error) {
-	var a advertised
-	if cfg.Advertise != "" {
-		adv, err := cfg.AdvertiseHostPort()
-		if err != nil {
-			return a, err
-		}
-		a.gossip, a.memberHost, a.memberPort = adv.IP, adv.Host, adv.Port
-	}
-	if !a.gossip.IsValid() && cfg.Listen != "" {
-		a.gossip = netip.MustParseAddr(cfg.Listen)
+	a := advertised{gossip: cfg.Advertise.IP, memberHost: cfg.Advertise.Host, memberPort: cfg.Advertise.Port}
+	if !a.gossip.IsValid() {
+		a.gossip = cfg.Listen
 	}
 	if !a.gossip.IsValid() {
 		ip, err := detectAdvertise()

@@ -95,8 +95,8 @@ func startDaemonWith(t *testing.T, name string, dir string, log *slog.Logger, op
 	cfg.Name = name
 	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.Socket = filepath.Join(dir, "api.sock")
-	cfg.Listen = "127.0.0.1"
-	cfg.Advertise = name + ".example.org:51820" // members' endpoint; gossip uses Listen
+	cfg.Listen = netip.MustParseAddr("127.0.0.1")
+	cfg.Advertise = config.Advertised{Host: name + ".example.org", Port: 51820} // members' endpoint; gossip uses Listen
 	cfg.Interface = "bt-" + name
 	cfg.Resync = time.Second
 	for _, o := range opts {
@@ -117,7 +117,7 @@ func startDaemonWith(t *testing.T, name string, dir string, log *slog.Logger, op
 		td.done <- Run(ctx, Options{
 			Config: cfg,
 			Logger: log,
-			NewApplier: func(*slog.Logger, config.Config, netip.Addr) (netcfg.Applier, error) {
+			NewApplier: func(*slog.Logger, config.Config) (netcfg.Applier, error) {
 				return rec, nil
 			},
 			AnyGossipPort:  true,
@@ -458,7 +458,7 @@ func TestMetrics(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	a := startDaemon(t, "a", "", func(c *config.Config) { c.Metrics = addr })
+	a := startDaemon(t, "a", "", func(c *config.Config) { c.Metrics = netip.MustParseAddrPort(addr) })
 	b := startDaemon(t, "b", "")
 	b.join(t, a)
 	if _, err := a.client.AddMember(context.Background(), api.MemberAddRequest{Name: "alice"}); err != nil {

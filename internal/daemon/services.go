@@ -93,13 +93,7 @@ func (d *Daemon) bootures(v mesh.View) []catalog.Booture {
 func (d *Daemon) newGateway() error {
 	gc := gateway.DefaultConfig()
 	gc.Domain = d.cfg.Domain
-	for _, u := range d.cfg.DNSUpstreams {
-		ap, err := netip.ParseAddrPort(u)
-		if err != nil {
-			ap = netip.AddrPortFrom(netip.MustParseAddr(u), 53)
-		}
-		gc.Upstreams = append(gc.Upstreams, ap)
-	}
+	gc.Upstreams = d.cfg.DNSUpstreams
 	gw, err := gateway.New(gc, d.log.With("subsystem", "gateway"), d.registry)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -153,7 +147,7 @@ func (d *Daemon) listenGateway(self catalog.Booture, public bool) {
 		want.mesh.HTTP = append(want.mesh.HTTP, netip.AddrPortFrom(a, uint16(d.cfg.HTTPPort)))
 		want.mesh.DNS = append(want.mesh.DNS, netip.AddrPortFrom(a, uint16(d.cfg.DNSPort)))
 	}
-	if public && d.cfg.LANHTTP != "off" {
+	if public && d.cfg.LANHTTP {
 		want.lan.HTTP = []netip.AddrPort{netip.AddrPortFrom(d.adv.gossip, uint16(d.cfg.HTTPPort))}
 	}
 	cur := d.gwListen
