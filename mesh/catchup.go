@@ -146,8 +146,10 @@ func (n *Node) serveCatchUp(conn net.Conn) error {
 	if kind != framePlain || json.Unmarshal(body, &req) != nil || req.Key.IsZero() {
 		return refuse(conn, "garbled", "malformed catch-up request")
 	}
-	n.opMu.Lock()
-	defer n.opMu.Unlock()
+	// The requester is not authenticated until it sends sealed
+	// credentials (if ever): the answer is decided under n.mu alone, and
+	// n.opMu, which every expulsion, join and rekey takes, is only held
+	// to adopt what it sent once opened.
 	n.mu.Lock()
 	rep := catchUpReply{Key: n.pub, Name: n.st.Self.Name, Summary: n.summaryLocked()}
 	var rv *Revocation
@@ -211,9 +213,24 @@ func (n *Node) serveCatchUp(conn net.Conn) error {
 			seeds = append(seeds, r.Gossip)
 		}
 	}
-	n.log.Info("adopting a peer's newer credentials", "from", req.Name, "mesh", p.Creds.MeshID.String(), "epoch", p.Creds.Epoch)
-	if err := n.adopt(&p, 0, 0, seeds); err != nil {
+	if err := n.adoptUnchanged(&p, rep.Summary, req.Name, seeds); err != nil {
 		return err
 	}
 	return writeFrame(conn, framePlain, []byte(`{"ok":true}`))
+}
+
+// adoptUnchanged adopts credentials a booture sent by catch-up, unless ours
+// changed since they were found to win over answered (the answer "yours"
+// is given without n.opMu): the next round compares again.
+func (n *Node) adoptUnchanged(p *credsPayload, answered Summary, from string, seeds []netip.AddrPort) error {
+	n.opMu.Lock()
+	defer n.opMu.Unlock()
+	n.mu.Lock()
+	same := n.summaryLocked().Same(answered) && !n.st.Expelled
+	n.mu.Unlock()
+	if !same {
+		return errors.New("credentials changed during the catch-up")
+	}
+	n.log.Info("adopting a peer's newer credentials", "from", from, "mesh", p.Creds.MeshID.String(), "epoch", p.Creds.Epoch)
+	return n.adopt(p, 0, 0, seeds)
 }
