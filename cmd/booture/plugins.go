@@ -24,7 +24,14 @@ func (c *cli) pluginCommand(jsonFlag func(*cobra.Command) *cobra.Command, args f
 	p.AddCommand(jsonFlag(&cobra.Command{
 		Use:   "install PATH",
 		Short: "Install a plugin binary (copied and pinned by its SHA-256)",
-		Args:  args(1, "one PATH"),
+		Long: `Install a plugin binary (copied and pinned by its SHA-256).
+
+PATH must be named booture-plugin-NAME, be owned by root and be writable by
+no one else (not by its group, not by others): the daemon runs it, and the
+members of the admin socket's group (socket_group) may run this command, so
+a file they could have written is refused. A binary found in a plugin
+directory is checked the same way when it is pinned on first use.`,
+		Args: args(1, "one PATH"),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			path, err := filepath.Abs(a[0])
 			if err != nil {

@@ -151,10 +151,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
-// Listen opens the admin socket at path: its directory is created 0750
-// (0700 without a group), a stale socket left by a crash is replaced, and
-// the socket is made 0660 for group (0600 without one). It refuses to start
-// if another daemon answers on path.
+// Listen opens the admin socket at path: its directory is created or made
+// 0750 and given to group (0700 without a group), a stale socket left by a
+// crash is replaced, and the socket is made 0660 for group (0600 without
+// one). It refuses to start if another daemon answers on path, or if
+// another user could replace the socket (see secureSocketDir).
 func Listen(path, group string) (net.Listener, error) {
 	gid := -1
 	if group != "" {
@@ -172,10 +173,8 @@ func Listen(path, group string) (net.Listener, error) {
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return nil, fmt.Errorf("creating socket directory: %w", err)
 	}
-	if gid >= 0 {
-		if err := os.Chown(dir, -1, gid); err != nil {
-			return nil, fmt.Errorf("socket directory: %w", err)
-		}
+	if err := secureSocketDir(dir, dirMode, gid); err != nil {
+		return nil, err
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
@@ -197,4 +196,53 @@ func Listen(path, group string) (net.Listener, error) {
 		}
 	}
 	return l, nil
+}
+
+// systemDirs are shared directories whose mode is never ours to change.
+var systemDirs = map[string]bool{
+	"/": true, "/run": true, "/var/run": true, "/var": true, "/tmp": true, "/var/tmp": true,
+	"/dev/shm": true, "/etc": true, "/home": true, "/root": true, "/srv": true, "/opt": true,
+}
+
+// secureSocketDir makes sure no other user can replace the admin socket in
+// dir: whoever may rename or remove it could put their own socket in its
+// place and read what the CLI sends (invitations, join tokens). A directory
+// of the daemon's own, even one that already existed with a looser mode, is
+// set to mode and group gid (-1: none). A shared directory is left as it is
+// when its sticky bit (like /tmp's) or its mode already keeps others from
+// replacing the socket, and refused otherwise; so is a directory that
+// belongs to another user.
+func secureSocketDir(dir string, mode os.FileMode, gid int) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("socket directory %s: not a directory", dir)
+	}
+	if uid, ok := fileOwner(fi); ok && uid != os.Geteuid() {
+		return fmt.Errorf("socket directory %s belongs to uid %d, who could replace the admin socket; use a directory of root's such as /run/booture", dir, uid)
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	switch {
+	case fi.Mode()&os.ModeSticky != 0:
+		return nil // only the socket's owner may remove or rename it
+	case systemDirs[filepath.Clean(real)]:
+		if fi.Mode().Perm()&0o022 != 0 {
+			return fmt.Errorf("socket directory %s is writable by others, who could replace the admin socket; use a directory of its own such as /run/booture", dir)
+		}
+		return nil
+	}
+	if err := os.Chmod(dir, mode); err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(dir, -1, gid); err != nil {
+			return fmt.Errorf("socket directory: %w", err)
+		}
+	}
+	return nil
 }

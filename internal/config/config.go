@@ -364,7 +364,7 @@ func bindFlags(fs *flag.FlagSet, c *settings) {
 	fs.StringVar(&c.Name, "name", c.Name, "this booture's name: a-z, 0-9 and '-' (default: the host name)")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory for keys, mesh state, members and plugin pins")
 	fs.StringVar(&c.Socket, "socket", c.Socket, "admin API unix socket")
-	fs.StringVar(&c.SocketGroup, "socket-group", c.SocketGroup, "group allowed to use the admin socket (default: root only)")
+	fs.StringVar(&c.SocketGroup, "socket-group", c.SocketGroup, "group allowed to use the admin socket, with root's power over the daemon (default: root only)")
 	fs.StringVar(&c.Interface, "interface", c.Interface, "WireGuard interface name")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "underlay IP to bind gossip to (default: all)")
 	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "HOST[:PORT] other bootures and members use to reach this one (default: detected)")

@@ -81,6 +81,10 @@ func copyFile(t testing.TB, src, dst string, mode os.FileMode) {
 	if err := os.WriteFile(dst, data, mode); err != nil {
 		t.Fatal(err)
 	}
+	// Whatever the umask: the daemon refuses group-writable binaries.
+	if err := os.Chmod(dst, mode); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // syncBuffer is a log sink tests can read while the manager writes.

@@ -298,6 +298,82 @@ func TestInstall(t *testing.T) {
 	}
 }
 
+// TestInstallRefusesFilesOthersMayWrite is a member of the admin socket's
+// group asking the root daemon to install a binary of their own: refused,
+// before it is run, whether others may write it or another user owns it.
+func TestInstallRefusesFilesOthersMayWrite(t *testing.T) {
+	h := start(t, Options{})
+	ctx := context.Background()
+	for _, mode := range []os.FileMode{0o775, 0o757, 0o777} {
+		src := filepath.Join(t.TempDir(), BinaryPrefix+"web")
+		copyFile(t, testBin, src, mode)
+		_, err := h.m.Install(ctx, src)
+		if !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), "writable by group or others") {
+			t.Errorf("mode %04o: %v", mode, err)
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Log("not root: the file owner check is not tested")
+	} else {
+		src := filepath.Join(t.TempDir(), BinaryPrefix+"web")
+		copyFile(t, testBin, src, 0o755)
+		if err := os.Chown(src, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		_, err := h.m.Install(ctx, src)
+		if !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), "owned by uid 65534, not root") {
+			t.Errorf("owned by 65534: %v", err)
+		}
+	}
+	if p := h.plugin("web"); p.SHA256 != "" {
+		t.Errorf("an untrusted binary was pinned: %+v", p)
+	}
+	// The same binary, root's and not writable by others, installs.
+	src := filepath.Join(t.TempDir(), BinaryPrefix+"web")
+	copyFile(t, testBin, src, 0o755)
+	if _, err := h.m.Install(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPinOnFirstUseRefusesFilesOthersMayWrite puts a binary that others
+// may write (or that another user owns) in a plugin directory: it is
+// neither pinned nor run, with a one-line error saying why.
+func TestPinOnFirstUseRefusesFilesOthersMayWrite(t *testing.T) {
+	up := upstream(t, "ok")
+	cases := map[string]func(path string){
+		"writable by group or others (mode 0777)": func(p string) {
+			if err := os.Chmod(p, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+	if os.Geteuid() == 0 {
+		cases["owned by uid 65534, not root"] = func(p string) {
+			if err := os.Chown(p, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}
+	} else {
+		t.Log("not root: the file owner check is not tested")
+	}
+	for want, spoil := range cases {
+		dir := pluginDir(t, "alpha")
+		bin := filepath.Join(dir, BinaryPrefix+"alpha")
+		spoil(bin)
+		h := start(t, Options{PluginDirs: []string{dir}, Specs: []catalog.Spec{{Plugin: "alpha", Upstream: up.URL}}})
+		waitFor(t, 10*time.Second, "failed", func() bool { return h.plugin("alpha").State == StateFailed })
+		p := h.plugin("alpha")
+		if !strings.Contains(p.LastError, "refusing to pin "+bin+" on first use: "+want) || strings.Contains(p.LastError, "\n") {
+			t.Errorf("last error = %q", p.LastError)
+		}
+		if p.SHA256 != "" || p.PID != 0 || p.Restarts != 0 {
+			t.Errorf("untrusted binary: %+v", p)
+		}
+		h.stop()
+	}
+}
+
 // TestReloadDropsNoRequest swaps a plugin that serves HTTP itself (the
 // hardest case: its old process's upstream goes away) under a request
 // loop through a proxy that reads Routes() per request, as the gateway

@@ -30,6 +30,26 @@ var ErrChecksumMismatch = errors.New("binary does not match its pinned sha256")
 // ErrNotFound is wrapped by the error of a plugin with no binary.
 var ErrNotFound = errors.New("plugin not found")
 
+// ErrUntrusted is wrapped by the error of a binary that a user other than
+// root could have written: the daemon refuses to install or pin it.
+var ErrUntrusted = errors.New("only a file that root owns and alone may write can be a plugin")
+
+// checkTrusted refuses a binary that someone other than root may have
+// written: one owned by another user, or writable by its group or by
+// others. The daemon runs what it installs and pins, and members of the
+// admin socket's group may ask it to install any path: without this check
+// they could have root run a file of theirs. The daemon's own user stands
+// for root when the daemon does not run as root (tests, a user's trial).
+func checkTrusted(fi os.FileInfo) error {
+	if uid, ok := fileOwner(fi); ok && uid != 0 && uid != os.Geteuid() {
+		return fmt.Errorf("owned by uid %d, not root; %w", uid, ErrUntrusted)
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("writable by group or others (mode %04o); %w", perm, ErrUntrusted)
+	}
+	return nil
+}
+
 // pin is what the manager trusts about a plugin's binary.
 type pin struct {
 	Path      string    `json:"path"`
@@ -104,9 +124,9 @@ func (m *Manager) resolve(name string) (path string, sum []byte, err error) {
 			dirs := strings.Join(append([]string{m.binDir}, m.opts.PluginDirs...), ", ")
 			return "", nil, fmt.Errorf("%w: no %s%s in %s; install it with `booture plugin install PATH`", ErrNotFound, BinaryPrefix, name, dirs)
 		}
-		hexSum, err := fileSHA256(path)
+		hexSum, err := trustedSHA256(path)
 		if err != nil {
-			return "", nil, err
+			return "", nil, fmt.Errorf("refusing to pin %s on first use: %w", path, err)
 		}
 		p = pin{Path: path, SHA256: hexSum, PinnedAt: time.Now().UTC()}
 		m.mu.Lock()
@@ -142,6 +162,28 @@ func (m *Manager) resolve(name string) (path string, sum []byte, err error) {
 	return p.Path, want, nil
 }
 
+// trustedSHA256 hashes the file at path after checking, on the same open
+// file, that only root may write it (checkTrusted).
+func trustedSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("hashing %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("hashing %s: %w", path, err)
+	}
+	if err := checkTrusted(fi); err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hashing %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
 func fileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -157,7 +199,8 @@ func fileSHA256(path string) (string, error) {
 
 // Install copies the plugin binary at path (named booture-plugin-NAME)
 // into the managed plugin directory and pins its SHA-256, after checking
-// that it speaks the protocol and calls itself NAME. A running plugin keeps
+// that only root may write it (checkTrusted), that it speaks the protocol
+// and that it calls itself NAME. A running plugin keeps
 // its old binary until Reload.
 func (m *Manager) Install(ctx context.Context, path string) (PluginInfo, error) {
 	base := filepath.Base(path)
@@ -230,6 +273,9 @@ func readBinary(path string) ([]byte, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, errors.New("not a regular file")
+	}
+	if err := checkTrusted(fi); err != nil {
+		return nil, err
 	}
 	if fi.Size() > maxBinarySize {
 		return nil, fmt.Errorf("larger than %d MiB", maxBinarySize>>20)

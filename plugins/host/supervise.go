@@ -258,7 +258,7 @@ func (m *Manager) probe(ctx context.Context, name, path string, sum []byte) (wir
 func (m *Manager) launch(ctx context.Context, sp *supervised) (*instance, error) {
 	path, sum, err := m.resolve(sp.name)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrChecksumMismatch) {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrChecksumMismatch) || errors.Is(err, ErrUntrusted) {
 			return nil, permanentError{err}
 		}
 		return nil, err

@@ -1,6 +1,9 @@
 package host
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // sysProcAttr makes the kernel kill the plugin when the daemon dies, even
 // by SIGKILL. The signal fires when the *thread* that forked the plugin
@@ -8,4 +11,13 @@ import "syscall"
 // the plugin's whole life (see launch).
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
+// fileOwner returns the uid that owns fi's file.
+func fileOwner(fi os.FileInfo) (int, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Uid), true
 }
