@@ -22,6 +22,7 @@ import (
 
 	"github.com/booture/booture/internal/api"
 	"github.com/booture/booture/internal/config"
+	"github.com/booture/booture/internal/waitfor"
 	"github.com/booture/booture/mesh"
 	"github.com/booture/booture/netcfg"
 	"github.com/booture/booture/netcfg/fakenet"
@@ -167,17 +168,6 @@ func (td *testDaemon) join(t *testing.T, inviter *testDaemon) {
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // peersIn reports whether the fake network of td has WireGuard peers for
 // exactly the given bootures, with their sites routed.
 func peersIn(td *testDaemon, others ...*testDaemon) bool {
@@ -204,7 +194,7 @@ func TestDaemonsFormMeshAndReconcileIncrementally(t *testing.T) {
 	c := startDaemon(t, "c", "")
 	b.join(t, a)
 	c.join(t, b)
-	waitFor(t, 20*time.Second, "3 bootures peered", func() bool {
+	waitfor.Cond(t, 20*time.Second, "3 bootures peered", func() bool {
 		return peersIn(a, b, c) && peersIn(b, a, c) && peersIn(c, a, b)
 	})
 
@@ -228,7 +218,7 @@ func TestDaemonsFormMeshAndReconcileIncrementally(t *testing.T) {
 	mark := a.net.mark()
 	d := startDaemon(t, "d", "")
 	d.join(t, c)
-	waitFor(t, 20*time.Second, "d peered everywhere", func() bool {
+	waitfor.Cond(t, 20*time.Second, "d peered everywhere", func() bool {
 		return peersIn(a, b, c, d) && peersIn(d, a, b, c)
 	})
 	dKey := d.d.priv.Public().String()
@@ -246,7 +236,7 @@ func TestDaemonsFormMeshAndReconcileIncrementally(t *testing.T) {
 	if err := d.client.Leave(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "d's peer gone from a", func() bool { return peersIn(a, b, c) })
+	waitfor.Cond(t, 5*time.Second, "d's peer gone from a", func() bool { return peersIn(a, b, c) })
 	if strings.Contains(a.net.Fake.String(), "10.77.4.0/24") {
 		t.Fatal("route of a gone booture left behind")
 	}
@@ -260,7 +250,7 @@ func TestDaemonsFormMeshAndReconcileIncrementally(t *testing.T) {
 	bKey := b.d.priv.Public()
 	a.net.RemovePeer(bKey.WG())
 	a.net.DeleteRoute(netip.MustParsePrefix("10.77.2.0/24"))
-	waitFor(t, 5*time.Second, "drift repaired", func() bool {
+	waitfor.Cond(t, 5*time.Second, "drift repaired", func() bool {
 		return peersIn(a, b, c) && strings.Contains(a.net.Fake.String(), "ip route add 10.77.2.0/24 dev bt-a")
 	})
 }
@@ -285,7 +275,7 @@ func TestRestartKeepsIdentityAndMembers(t *testing.T) {
 	if err != nil || m.IPv4 != added.Member.IPv4 || m.PublicKey != added.Member.PublicKey {
 		t.Fatalf("member after restart: %+v %v", m, err)
 	}
-	waitFor(t, 20*time.Second, "peers re-converge", func() bool { return peersIn(a, b2) })
+	waitfor.Cond(t, 20*time.Second, "peers re-converge", func() bool { return peersIn(a, b2) })
 }
 
 func TestMembersThroughTheAPI(t *testing.T) {
@@ -305,7 +295,7 @@ func TestMembersThroughTheAPI(t *testing.T) {
 		t.Fatal("no QR code")
 	}
 	key := added.Member.PublicKey
-	waitFor(t, 5*time.Second, "member peer", func() bool { return strings.Contains(a.net.Fake.String(), key) })
+	waitfor.Cond(t, 5*time.Second, "member peer", func() bool { return strings.Contains(a.net.Fake.String(), key) })
 
 	// The private key is stored nowhere.
 	priv := strings.TrimSpace(strings.SplitN(strings.SplitN(added.Config, "PrivateKey = ", 2)[1], "\n", 2)[0])
@@ -413,22 +403,20 @@ func TestNoGoroutineLeak(t *testing.T) {
 	// Idle HTTP client connections to the stopped sockets go away too.
 	a.client.CloseIdle()
 	b.client.CloseIdle()
-	deadline := time.Now().Add(15 * time.Second)
-	var leaked []string
-	for time.Now().Before(deadline) {
-		leaked = leaked[:0]
+	stopped := time.Now()
+	waitfor.NoError(t, 15*time.Second, "the daemons' goroutines to end", func() error {
+		var leaked []string
 		for id, stack := range goroutines() {
 			if _, ok := before[id]; !ok {
 				leaked = append(leaked, stack)
 			}
 		}
-		if len(leaked) == 0 {
-			t.Logf("no goroutine left %v after stopping", 15*time.Second-time.Until(deadline))
-			return
+		if len(leaked) > 0 {
+			return fmt.Errorf("%d goroutines left:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%d goroutines left after the daemons stopped:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
+		return nil
+	})
+	t.Logf("no goroutine left %v after stopping", time.Since(stopped).Round(time.Millisecond))
 }
 
 // goroutines returns the stacks of the running goroutines by id.
@@ -464,9 +452,9 @@ func TestMetrics(t *testing.T) {
 	if _, err := a.client.AddMember(context.Background(), api.MemberAddRequest{Name: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "peered", func() bool { return peersIn(a, b) })
+	waitfor.Cond(t, 20*time.Second, "peered", func() bool { return peersIn(a, b) })
 	var body string
-	waitFor(t, 10*time.Second, "metrics", func() bool {
+	waitfor.Cond(t, 10*time.Second, "metrics", func() bool {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
 			return false
@@ -514,11 +502,17 @@ func TestNoSecretInLogs(t *testing.T) {
 	if _, err := c.client.Join(context.Background(), inv2.Token); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "peered", func() bool { return peersIn(a, b, c) })
+	waitfor.Cond(t, 20*time.Second, "peered", func() bool { return peersIn(a, b, c) })
 	if _, err := a.client.Expel(context.Background(), "c"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	// The logs to check are those of the expulsion too: wait until it has
+	// reached b (new gossip key, c's peer gone), so that they are written
+	// and the gossip keys read below are the new ones.
+	waitfor.Cond(t, 20*time.Second, "the expulsion to reach b", func() bool {
+		epoch := a.d.Node().View().Epoch
+		return epoch > 0 && b.d.Node().View().Epoch == epoch && peersIn(a, b) && peersIn(b, a)
+	})
 
 	secrets := map[string]string{"invitation": inv.Token, "second invitation": inv2.Token}
 	for _, td := range []*testDaemon{a, b} {

@@ -2,14 +2,19 @@ package daemon
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/booture/booture/internal/api"
+	"github.com/booture/booture/internal/waitfor"
+	"github.com/booture/booture/members"
 	"github.com/booture/booture/mesh"
+	"github.com/booture/booture/netcfg/fakenet"
 )
 
 func TestReacher(t *testing.T) {
@@ -58,18 +63,52 @@ func TestReacher(t *testing.T) {
 
 // TestWatchMembersDumpsOnlyWithMembers: the watch of members' endpoints
 // reads WireGuard (a dump of every mesh peer too) only once there are
-// members to watch.
+// members to watch, then once per period, and once more when it stops.
 func TestWatchMembersDumpsOnlyWithMembers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		reg, err := members.Open(filepath.Join(dir, MembersFile), members.Site{
+			IPv4: netip.MustParsePrefix("10.77.3.0/24"), IPv6: netip.MustParsePrefix("fd00:b007:0:3::/64"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer reg.Close()
+		fake := &recorder{Fake: fakenet.New()}
+		d := &Daemon{log: slog.New(slog.DiscardHandler), members: reg, reach: newReacher(dir), applier: fake}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { d.watchMembers(ctx, 2*time.Second); close(done) }()
+
+		time.Sleep(time.Minute)
+		synctest.Wait() // 30 watch periods have passed and the watch waits for the next
+		if n := fake.states.Load(); n != 0 {
+			t.Fatalf("%d WireGuard dumps in a minute with no member", n)
+		}
+		if _, _, err := reg.Add(members.AddRequest{Name: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if n := fake.states.Load(); n != 5 {
+			t.Errorf("%d WireGuard dumps in 10 s with a member, want 5 (one per period)", n)
+		}
+		cancel()
+		<-done
+		if n := fake.states.Load(); n != 6 {
+			t.Errorf("%d WireGuard dumps after the watch stopped, want 6 (a last one at the end)", n)
+		}
+	})
+}
+
+// TestDaemonWatchesMembers: the daemon runs the watch, which reads
+// WireGuard once there is a member.
+func TestDaemonWatchesMembers(t *testing.T) {
 	td := startDaemon(t, "a", "")
-	start := td.net.states.Load()       // registering the metrics collects once
-	time.Sleep(2500 * time.Millisecond) // over a watch period (2 s)
-	if n := td.net.states.Load() - start; n != 0 {
-		t.Fatalf("%d WireGuard dumps with no member", n)
-	}
-	start = td.net.states.Load()
+	start := td.net.states.Load()
 	if _, err := td.client.AddMember(context.Background(), api.MemberAddRequest{Name: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	// Adding a member answers with its state (one dump); the watch comes next.
-	waitFor(t, 10*time.Second, "the watch to read WireGuard", func() bool { return td.net.states.Load()-start >= 2 })
+	waitfor.Cond(t, 10*time.Second, "the watch to read WireGuard", func() bool { return td.net.states.Load()-start >= 2 })
 }
