@@ -129,9 +129,26 @@ func readMemory(samples []metrics.Sample) (live, allocs, nonHeap uint64, ok bool
 // rest, and releasing the start-up code at the first rest after
 // ReleaseDelay. The limit is lifted when it returns.
 func Run(ctx context.Context, log *slog.Logger) {
-	tune := os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == ""
-	if tune {
-		defer debug.SetMemoryLimit(math.MaxInt64)
+	act := actions{release: func() { releaseStartupCode(log) }}
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		act.setLimit = func(limit int64) { debug.SetMemoryLimit(limit) }
+		act.collect = runtime.GC
+	}
+	run(ctx, act)
+}
+
+// actions are what Run does to the process; setLimit and collect are nil
+// when the environment tunes the collector itself (GOGC, GOMEMLIMIT). Tests
+// record them instead.
+type actions struct {
+	setLimit func(int64)
+	collect  func()
+	release  func()
+}
+
+func run(ctx context.Context, act actions) {
+	if act.setLimit != nil {
+		defer act.setLimit(math.MaxInt64)
 	}
 	samples := newMemorySamples()
 	t := time.NewTicker(memoryPeriod)
@@ -147,14 +164,14 @@ func Run(ctx context.Context, log *slog.Logger) {
 			}
 			lastAllocs, last = allocs, time.Now()
 			collect, release := rest.step(last, rate)
-			if tune {
-				debug.SetMemoryLimit(memoryLimit(live, nonHeap, rate))
-				if collect {
-					runtime.GC()
-				}
+			if act.setLimit != nil {
+				act.setLimit(memoryLimit(live, nonHeap, rate))
+			}
+			if collect && act.collect != nil {
+				act.collect()
 			}
 			if release {
-				releaseStartupCode(log)
+				act.release()
 			}
 		}
 		select {

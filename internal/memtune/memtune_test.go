@@ -1,9 +1,13 @@
 package memtune
 
 import (
+	"context"
+	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -40,12 +44,12 @@ func TestReadMemory(t *testing.T) {
 	}
 	// Many goroutines: their stacks grow the memory outside the heap.
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	var deep, wg sync.WaitGroup
 	for range 1000 {
-		wg.Add(1)
-		go func() { defer wg.Done(); deepStack(16, stop) }()
+		deep.Add(1)
+		wg.Go(func() { deepStack(16, &deep, stop) })
 	}
-	time.Sleep(100 * time.Millisecond)
+	deep.Wait() // every stack is at its deepest
 	_, _, more, _ := readMemory(samples)
 	close(stop)
 	wg.Wait()
@@ -54,12 +58,14 @@ func TestReadMemory(t *testing.T) {
 	}
 }
 
-func deepStack(n int, stop chan struct{}) byte {
+// deepStack calls itself n deep, then says so and waits for stop.
+func deepStack(n int, deep *sync.WaitGroup, stop chan struct{}) byte {
 	var pad [256]byte
 	if n > 0 {
-		pad[0] = deepStack(n-1, stop)
+		pad[0] = deepStack(n-1, deep, stop)
 		return pad[0]
 	}
+	deep.Done()
 	<-stop
 	return pad[1]
 }
@@ -86,4 +92,75 @@ func TestRestPlan(t *testing.T) {
 			t.Errorf("after %v at %d B/s: collect %v release %v, want %v %v", st.after, st.rate, c, r, st.collect, st.release)
 		}
 	}
+}
+
+// sink keeps an allocation alive (and counted) while a test makes traffic.
+var sink []byte
+
+// TestRunTiming runs the tuning loop on synctest's clock, with the
+// process's real allocation rate: it collects every restCollectPeriod at
+// rest, not under traffic, and releases the start-up code once, at the first
+// rest ReleaseDelay or more after start.
+func TestRunTiming(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var collects, releases []time.Duration
+		var limits int
+		start := time.Now()
+		at := func(list *[]time.Duration) func() {
+			return func() {
+				mu.Lock()
+				defer mu.Unlock()
+				*list = append(*list, time.Since(start))
+			}
+		}
+		var lifted bool
+		act := actions{
+			setLimit: func(l int64) {
+				mu.Lock()
+				defer mu.Unlock()
+				limits++
+				lifted = l == math.MaxInt64
+			},
+			collect: at(&collects),
+			release: at(&releases),
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { run(ctx, act); close(done) }()
+
+		// Traffic between the looks at 28 s and 30 s: the one at 30 s
+		// neither collects nor releases; the next, at rest, does both.
+		time.Sleep(29 * time.Second)
+		synctest.Wait()
+		sink = make([]byte, 4*busyAllocRate)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		sink = nil
+		time.Sleep(55*time.Second - 31*time.Second)
+		synctest.Wait()
+		cancel()
+		<-done
+
+		sec := func(ss ...int) []time.Duration {
+			var out []time.Duration
+			for _, s := range ss {
+				out = append(out, time.Duration(s)*time.Second)
+			}
+			return out
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if want := sec(10, 20, 32, 42, 52); !slices.Equal(collects, want) {
+			t.Errorf("collected at %v, want %v", collects, want)
+		}
+		if want := sec(32); !slices.Equal(releases, want) {
+			t.Errorf("released the start-up code at %v, want %v", releases, want)
+		}
+		// A limit at each look (every memoryPeriod from 0 to 54 s), then
+		// lifted when the loop ends.
+		if want := 55/int(memoryPeriod/time.Second) + 1 + 1; limits != want || !lifted {
+			t.Errorf("%d limits set (last lifted: %v), want %d and lifted", limits, lifted, want)
+		}
+	})
 }
