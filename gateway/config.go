@@ -65,12 +65,19 @@ type Config struct {
 	// MaxForwards bounds the forwarded queries in flight; beyond it queries
 	// get SERVFAIL at once instead of piling up goroutines.
 	MaxForwards int
-	// UpstreamBackoff and UpstreamBackoffMax: after a failed attempt an
-	// upstream is skipped (queries fail fast) for UpstreamBackoff, doubled
-	// on each further failure up to UpstreamBackoffMax; then one query
-	// probes it again.
+	// UpstreamBackoff and UpstreamBackoffMax: an upstream that is down is
+	// skipped (queries fail fast) for UpstreamBackoff, doubled on each
+	// further failure up to UpstreamBackoffMax; then one query probes it
+	// again.
 	UpstreamBackoff    time.Duration
 	UpstreamBackoffMax time.Duration
+	// An upstream is down when it refuses or cannot be reached (offline),
+	// or when UpstreamDownAfter different names got no answer from it
+	// within UpstreamFailWindow, with no answer in between. One name that
+	// times out (its servers are down, or a client asks for it on purpose)
+	// must not make every other name fail.
+	UpstreamDownAfter  int
+	UpstreamFailWindow time.Duration
 	// TTL of the answers for mesh names, and of negative answers (the SOA's
 	// minimum). Short: services appear and sites may be renumbered.
 	TTL         time.Duration
@@ -95,6 +102,8 @@ func DefaultConfig() Config {
 		MaxForwards:        128,
 		UpstreamBackoff:    time.Second,
 		UpstreamBackoffMax: 30 * time.Second,
+		UpstreamDownAfter:  3,
+		UpstreamFailWindow: time.Minute,
 		TTL:                60 * time.Second,
 		NegativeTTL:        10 * time.Second,
 	}
@@ -122,6 +131,7 @@ func (c Config) Validate() error {
 		{"forward timeout", c.ForwardTimeout},
 		{"upstream backoff", c.UpstreamBackoff},
 		{"upstream backoff max", c.UpstreamBackoffMax},
+		{"upstream fail window", c.UpstreamFailWindow},
 		{"ttl", c.TTL},
 		{"negative ttl", c.NegativeTTL},
 	} {
@@ -134,6 +144,9 @@ func (c Config) Validate() error {
 	}
 	if c.TTL > 24*time.Hour || c.NegativeTTL > 24*time.Hour {
 		errs = append(errs, errors.New("ttl and negative ttl: at most 24h"))
+	}
+	if c.UpstreamDownAfter <= 0 {
+		errs = append(errs, fmt.Errorf("upstream down after %d names: must be positive", c.UpstreamDownAfter))
 	}
 	if c.MaxForwards <= 0 {
 		errs = append(errs, fmt.Errorf("max forwards %d: must be positive", c.MaxForwards))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -296,8 +297,9 @@ func TestDNSFailFast(t *testing.T) {
 	}
 }
 
-// TestDNSBlackhole: an upstream that swallows queries costs one timeout,
-// then queries fail fast until its backoff ends.
+// TestDNSBlackhole: an upstream that swallows queries costs a timeout for
+// each of UpstreamDownAfter different names, then queries fail fast until
+// its backoff ends.
 func TestDNSBlackhole(t *testing.T) {
 	hole, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -312,8 +314,28 @@ func TestDNSBlackhole(t *testing.T) {
 	g, _ := newTestGateway(t, cfg)
 	mustUpdate(t, g, dnsState())
 	addr := startDNS(t, g)
-	if r := query(t, "udp", addr, "example.org.", dns.TypeA); r.Rcode != dns.RcodeServerFailure || !hasEDE(r, dns.ExtendedErrorCodeNoReachableAuthority) {
-		t.Fatalf("first query: %v", r)
+	// Different names at once: the test waits for one timeout.
+	errs := make(chan string, cfg.UpstreamDownAfter)
+	for i := range cfg.UpstreamDownAfter {
+		go func() {
+			m := new(dns.Msg)
+			m.SetQuestion("name"+strconv.Itoa(i)+".example.", dns.TypeA)
+			m.SetEdns0(1232, false)
+			r, _, err := (&dns.Client{Timeout: 30 * time.Second}).Exchange(m, addr)
+			switch {
+			case err != nil:
+				errs <- err.Error()
+			case r.Rcode != dns.RcodeServerFailure || !hasEDE(r, dns.ExtendedErrorCodeNoReachableAuthority):
+				errs <- r.String()
+			default:
+				errs <- ""
+			}
+		}()
+	}
+	for range cfg.UpstreamDownAfter {
+		if e := <-errs; e != "" {
+			t.Fatalf("query that timed out: %s", e)
+		}
 	}
 	for i := range 3 {
 		var r *dns.Msg
@@ -327,11 +349,12 @@ func TestDNSBlackhole(t *testing.T) {
 func TestUpstreamBackoff(t *testing.T) {
 	u := &upstream{}
 	t0 := time.Unix(1000, 0)
-	base, maxB := time.Second, 8*time.Second
+	r := healthRules{backoff: time.Second, backoffMax: 8 * time.Second, window: time.Minute, downAfter: 3}
+	maxB := r.backoffMax
 	if !u.take(t0) {
 		t.Fatal("a new upstream is not usable")
 	}
-	if !u.done(t0, false, base, maxB) {
+	if !u.done(t0, unreachable, "a.", r) {
 		t.Error("first failure not reported as a change")
 	}
 	if u.take(t0.Add(999 * time.Millisecond)) {
@@ -343,18 +366,53 @@ func TestUpstreamBackoff(t *testing.T) {
 	if u.take(t0.Add(time.Second)) {
 		t.Error("two probes at once")
 	}
-	u.done(t0.Add(time.Second), false, base, maxB) // backoff 2s
+	u.done(t0.Add(time.Second), nameFailed, "a.", r) // a failed probe: backoff 2s
 	if u.take(t0.Add(2900*time.Millisecond)) || !u.take(t0.Add(3*time.Second)) {
 		t.Error("backoff did not double")
 	}
 	for range 40 { // capped, no overflow
-		u.done(t0, false, base, maxB)
+		u.done(t0, unreachable, "a.", r)
 	}
 	if u.take(t0.Add(maxB-time.Millisecond)) || !u.take(t0.Add(maxB)) {
 		t.Error("backoff not capped at max")
 	}
-	if !u.done(t0, true, base, maxB) || !u.take(t0) {
+	if !u.done(t0, answered, "a.", r) || !u.take(t0) {
 		t.Error("a success does not bring it back")
+	}
+}
+
+// TestUpstreamDownAfterDifferentNames: names that fail (time out) put an
+// upstream down only when enough different ones fail within the window
+// with no answer in between.
+func TestUpstreamDownAfterDifferentNames(t *testing.T) {
+	r := healthRules{backoff: time.Second, backoffMax: 8 * time.Second, window: time.Minute, downAfter: 3}
+	t0 := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name  string
+		steps []string // name that fails, or "+" for an answer
+		gap   time.Duration
+		down  bool
+	}{
+		{"one name many times", []string{"a.", "a.", "a.", "a.", "a."}, 0, false},
+		{"two names", []string{"a.", "b.", "a.", "b."}, 0, false},
+		{"three names", []string{"a.", "b.", "c."}, 0, true},
+		{"an answer in between", []string{"a.", "b.", "+", "c."}, 0, false},
+		{"spread beyond the window", []string{"a.", "b.", "c."}, 40 * time.Second, false},
+	} {
+		u := &upstream{}
+		now := t0
+		changed := false
+		for _, st := range tc.steps {
+			o := nameFailed
+			if st == "+" {
+				o = answered
+			}
+			changed = u.done(now, o, st, r) || changed
+			now = now.Add(tc.gap)
+		}
+		if got := !u.up(now); got != tc.down || changed != tc.down {
+			t.Errorf("%s: down=%v changed=%v, want %v", tc.name, got, changed, tc.down)
+		}
 	}
 }
 

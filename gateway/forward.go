@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -26,6 +27,8 @@ type forwarder struct {
 	sem chan struct{}
 	udp *dns.Client
 	tcp *dns.Client
+	// exch asks one upstream: exchange, or a fake upstream in tests.
+	exch func(ctx context.Context, out *dns.Msg, u *upstream, tcp bool) (*dns.Msg, error)
 
 	mu         sync.Mutex
 	set        []*upstream // current upstreams, in order of preference
@@ -42,9 +45,24 @@ type upstream struct {
 	hostport string
 
 	mu        sync.Mutex
-	fails     int
+	fails     int // failures since it was last up: sets the backoff
 	downUntil time.Time
 	probing   bool
+	// Names that failed since the last answer (at most Config.UpstreamDownAfter),
+	// the first of them at firstFail. One name failing says little: its own
+	// servers may be down, or a client may ask for garbage on purpose.
+	failed    []string
+	firstFail time.Time
+}
+
+// healthRules are the Config fields that judge an upstream.
+type healthRules struct {
+	backoff, backoffMax, window time.Duration
+	downAfter                   int
+}
+
+func rulesOf(c Config) healthRules {
+	return healthRules{c.UpstreamBackoff, c.UpstreamBackoffMax, c.UpstreamFailWindow, c.UpstreamDownAfter}
 }
 
 func newForwarder(cfg Config, log *slog.Logger, m *metrics) *forwarder {
@@ -58,6 +76,7 @@ func newForwarder(cfg Config, log *slog.Logger, m *metrics) *forwarder {
 		tcp:       &dns.Client{Net: "tcp", Timeout: cfg.ForwardTimeout},
 		listening: make(map[netip.AddrPort]int),
 	}
+	f.exch = f.exchange
 	if len(cfg.Upstreams) > 0 {
 		f.set = f.merge(cfg.Upstreams)
 	}
@@ -79,21 +98,48 @@ func (u *upstream) take(now time.Time) bool {
 	return true
 }
 
-// done records the outcome of an attempt; it reports whether u changed
-// between up and down.
-func (u *upstream) done(now time.Time, ok bool, base, maxBackoff time.Duration) (changed bool) {
+// Outcomes of an attempt.
+type outcome uint8
+
+const (
+	answered    outcome = iota
+	nameFailed          // no answer for this name (timeout, garbage): maybe the name's fault
+	unreachable         // refused or no route: the upstream's fault, whatever the name
+)
+
+// done records the outcome of an attempt to resolve name; it reports
+// whether u changed between up and down. An up upstream goes down when it
+// is unreachable, or when r.downAfter different names failed within
+// r.window with no answer in between; a down one (being probed) stays down
+// on any failure, for twice as long.
+func (u *upstream) done(now time.Time, o outcome, name string, r healthRules) (changed bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.probing = false
-	if ok {
+	if o == answered {
 		changed = u.fails > 0
-		u.fails = 0
+		u.fails, u.failed = 0, u.failed[:0]
 		return changed
 	}
+	if o == nameFailed && u.fails == 0 {
+		if len(u.failed) > 0 && now.Sub(u.firstFail) > r.window {
+			u.failed = u.failed[:0]
+		}
+		if !slices.Contains(u.failed, name) {
+			if len(u.failed) == 0 {
+				u.firstFail = now
+			}
+			u.failed = append(u.failed, name)
+		}
+		if len(u.failed) < r.downAfter {
+			return false
+		}
+	}
+	u.failed = u.failed[:0]
 	u.fails++
-	backoff := maxBackoff
+	backoff := r.backoffMax
 	if u.fails < 16 {
-		backoff = min(base<<(u.fails-1), maxBackoff)
+		backoff = min(r.backoff<<(u.fails-1), r.backoffMax)
 	}
 	u.downUntil = now.Add(backoff)
 	return u.fails == 1
@@ -264,6 +310,7 @@ func (f *forwarder) forward(ctx context.Context, s *snapshot, req, resp *dns.Msg
 
 	var fallback *dns.Msg
 	tried := 0
+	qname := lower(req.Question[0].Name)
 	for _, u := range ups {
 		if ctx.Err() != nil {
 			break
@@ -272,15 +319,17 @@ func (f *forwarder) forward(ctx context.Context, s *snapshot, req, resp *dns.Msg
 			continue
 		}
 		tried++
-		r, err := f.exchange(ctx, out, u, tcp)
+		ectx, cancel := context.WithTimeout(ctx, f.cfg.ForwardTimeout)
+		r, err := f.exch(ectx, out, u, tcp)
+		cancel()
 		if ctx.Err() != nil {
 			// Shutting down: not the upstream's fault.
 			u.release()
 			break
 		}
-		if changed := u.done(f.now(), err == nil, f.cfg.UpstreamBackoff, f.cfg.UpstreamBackoffMax); changed {
+		if changed := u.done(f.now(), outcomeOf(err), qname, rulesOf(f.cfg)); changed {
 			if err != nil {
-				f.log.Info("dns upstream unreachable; skipping it for a while", "upstream", u.hostport, "err", err)
+				f.log.Info("dns upstream down; skipping it for a while", "upstream", u.hostport, "err", err)
 			} else {
 				f.log.Info("dns upstream reachable again", "upstream", u.hostport)
 			}
@@ -318,13 +367,23 @@ func (f *forwarder) forward(ctx context.Context, s *snapshot, req, resp *dns.Msg
 	return resp, howFailed
 }
 
-// exchange sends out to u over UDP, and again over TCP when the answer is
+// outcomeOf judges an attempt by its error.
+func outcomeOf(err error) outcome {
+	switch {
+	case err == nil:
+		return answered
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH):
+		// Offline (no route) or no resolver there: every name would fail.
+		return unreachable
+	}
+	return nameFailed
+}
+
+// exchange sends out to u (within ctx's deadline, ForwardTimeout) over UDP, and again over TCP when the answer is
 // truncated and the client came over TCP (a UDP client gets the truncated
 // answer and retries over TCP itself). UDP first whatever the client's
 // transport: cheaper, and one transport to judge an upstream's health by.
 func (f *forwarder) exchange(ctx context.Context, out *dns.Msg, u *upstream, tcp bool) (*dns.Msg, error) {
-	ctx, cancel := context.WithTimeout(ctx, f.cfg.ForwardTimeout)
-	defer cancel()
 	r, _, err := f.udp.ExchangeContext(ctx, out, u.hostport)
 	if err == nil && r.Truncated && tcp {
 		r, _, err = f.tcp.ExchangeContext(ctx, out, u.hostport)
