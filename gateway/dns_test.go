@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/booture/booture/catalog"
+	"github.com/booture/booture/internal/waitfor"
 )
 
 func dnsState() State {
@@ -589,19 +590,13 @@ func TestServeDNS(t *testing.T) {
 		}
 	})
 	var r *dns.Msg
-	for i := range 100 { // wait for the listener, bounded
+	waitfor.NoError(t, 10*time.Second, "the DNS listener", func() error {
 		m := new(dns.Msg)
 		m.SetQuestion("diois.booture.internal.", dns.TypeA)
 		var err error
 		r, _, err = (&dns.Client{Net: "tcp", Timeout: time.Second}).Exchange(m, ap.String())
-		if err == nil {
-			break
-		}
-		if i == 99 {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 		t.Fatalf("mesh name through Serve: %v", r)
 	}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/websocket"
 
 	"github.com/booture/booture/catalog"
+	"github.com/booture/booture/internal/waitfor"
 )
 
 const cloudHost = "cloud.diois.booture.internal"
@@ -522,23 +523,19 @@ func serveHTTPOnLoopback(t *testing.T, ctx context.Context, g *Gateway) served {
 	ln.Close() // Serve binds it again; a race with another test is unlikely and fails loudly
 	s := served{addr: ap.String(), done: make(chan error, 1)}
 	go func() { s.done <- g.Serve(ctx, Listen{HTTP: []netip.AddrPort{ap}}) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", s.addr, time.Second)
-		if err == nil {
-			c.Close()
-			return s
-		}
+	waitfor.NoError(t, 10*time.Second, "the gateway to listen on "+s.addr, func() error {
 		select {
 		case err := <-s.done:
 			t.Fatalf("Serve: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway not listening on %s: %v", s.addr, err)
+		c, err := net.DialTimeout("tcp", s.addr, time.Second)
+		if err == nil {
+			c.Close()
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	})
+	return s
 }
 
 func TestServeShutdownCutsWebsockets(t *testing.T) {
