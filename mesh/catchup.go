@@ -65,7 +65,7 @@ func (n *Node) catchUp(ctx context.Context, r Record) error {
 	if err := writeFrame(conn, framePlain, body); err != nil {
 		return err
 	}
-	kind, body, err := readFrame(conn)
+	kind, body, err := readFrame(conn, maxFrame)
 	if err != nil {
 		return err
 	}
@@ -131,14 +131,14 @@ func (n *Node) catchUp(ctx context.Context, r Record) error {
 		if err := writeFrame(conn, frameSealed, sealTo(rep.Key, n.priv, body)); err != nil {
 			return err
 		}
-		_, _, err = readFrame(conn) // wait until it adopted them
+		_, _, err = readFrame(conn, maxFirstFrame) // wait until it adopted them
 		return err
 	}
 	return fmt.Errorf("unknown catch-up outcome %q", rep.Outcome)
 }
 
-func (n *Node) serveCatchUp(conn net.Conn) error {
-	kind, body, err := readFrame(conn)
+func (n *Node) serveCatchUp(ctx context.Context, conn net.Conn) error {
+	kind, body, err := readFrame(conn, maxFirstFrame)
 	if err != nil {
 		return err
 	}
@@ -192,10 +192,11 @@ func (n *Node) serveCatchUp(conn net.Conn) error {
 	if rep.Outcome != "yours" {
 		return nil
 	}
-	kind, body, err = readFrame(conn)
+	kind, body, release, err := readFrameReserved(ctx, conn, n.guard)
 	if err != nil {
 		return err
 	}
+	defer release()
 	plain, err := openFrom(req.Key, n.priv, body)
 	if kind != frameSealed || err != nil {
 		return errors.New("catch-up credentials failed authentication")

@@ -207,7 +207,7 @@ func TestJoinRetryAfterLostAnswer(t *testing.T) {
 	if err := writeFrame(conn, frameSealed, append(tok.ID[:], sealSym(key, body)...)); err != nil {
 		t.Fatal(err)
 	}
-	kind, sealed, err := readFrame(conn)
+	kind, sealed, err := readFrame(conn, maxFrame)
 	conn.Close()
 	if err != nil || kind != frameSealed {
 		t.Fatalf("first answer: kind %q, err %v", kind, err)

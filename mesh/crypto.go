@@ -1,12 +1,14 @@
 package mesh
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"golang.org/x/crypto/hkdf"
@@ -19,6 +21,11 @@ const handshakeTimeout = 10 * time.Second
 
 // maxFrame bounds a handshake frame (a roster of 254 bootures fits easily).
 const maxFrame = 1 << 20
+
+// maxFirstFrame bounds the first frame a booture reads from a handshake it
+// serves, before anything authenticates the peer: a join or catch-up
+// request is a record and a summary, well under 1 KiB.
+const maxFirstFrame = 4 << 10
 
 // Frame kinds of the join and catch-up handshakes.
 const (
@@ -39,15 +46,50 @@ func writeFrame(w io.Writer, kind byte, body []byte) error {
 	return nil
 }
 
-func readFrame(r io.Reader) (kind byte, body []byte, err error) {
+// readFrame reads a frame of at most limit bytes (kind included).
+func readFrame(r io.Reader, limit int) (kind byte, body []byte, err error) {
+	n, err := readFrameLen(r, limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	return readFrameBody(r, n)
+}
+
+// readFrameReserved reads a frame of up to maxFrame bytes from a peer
+// being served, whose size is first reserved from g's frame budget
+// (waiting until ctx ends): what peers can make a booture hold at once
+// stays bounded. release gives the reservation back once the body is no
+// longer used.
+func readFrameReserved(ctx context.Context, conn net.Conn, g *inboundGuard) (kind byte, body []byte, release func(), err error) {
+	n, err := readFrameLen(conn, maxFrame)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	release, err = g.reserve(ctx, &g.frameBytes, conn.RemoteAddr(), int64(n), "handshake bytes")
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("waiting to read a handshake frame of %d bytes: %w", n, err)
+	}
+	kind, body, err = readFrameBody(conn, n)
+	if err != nil {
+		release()
+		return 0, nil, nil, err
+	}
+	return kind, body, release, nil
+}
+
+func readFrameLen(r io.Reader, limit int) (uint32, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, fmt.Errorf("reading handshake frame: %w", err)
+		return 0, fmt.Errorf("reading handshake frame: %w", err)
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
-	if n == 0 || n > maxFrame {
-		return 0, nil, fmt.Errorf("handshake frame length %d out of range", n)
+	if n == 0 || n > uint32(limit) {
+		return 0, fmt.Errorf("handshake frame length %d out of range (at most %d)", n, limit)
 	}
+	return n, nil
+}
+
+func readFrameBody(r io.Reader, n uint32) (kind byte, body []byte, err error) {
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return 0, nil, fmt.Errorf("reading handshake frame: %w", err)

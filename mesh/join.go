@@ -219,7 +219,7 @@ func (n *Node) redeem(ctx context.Context, addr netip.AddrPort, tok Token) (Join
 	if err := writeFrame(conn, frameSealed, append(tok.ID[:], sealSym(key, body)...)); err != nil {
 		return JoinResult{}, fmt.Errorf("%s: %w", addr, err)
 	}
-	kind, body, err := readFrame(conn)
+	kind, body, err := readFrame(conn, maxFrame)
 	if err != nil {
 		return JoinResult{}, fmt.Errorf("%s: %w", addr, err)
 	}
@@ -266,7 +266,7 @@ func (n *Node) redeem(ctx context.Context, addr netip.AddrPort, tok Token) (Join
 		if err := writeFrame(conn, frameSealed, sealSym(key, body)); err != nil {
 			return JoinResult{}, fmt.Errorf("%s: %w", addr, err)
 		}
-		kind, body, err := readFrame(conn)
+		kind, body, err := readFrame(conn, maxFirstFrame)
 		if err != nil {
 			return JoinResult{}, fmt.Errorf("%s: waiting for the inviter to merge: %w", addr, err)
 		}
@@ -284,12 +284,14 @@ func (n *Node) redeem(ctx context.Context, addr netip.AddrPort, tok Token) (Join
 func (n *Node) handleStream(conn net.Conn, magic []byte) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
 	var err error
 	switch {
 	case bytes.Equal(magic, magicJoin):
-		err = n.serveJoin(conn)
+		err = n.serveJoin(ctx, conn)
 	case bytes.Equal(magic, magicCatchUp):
-		err = n.serveCatchUp(conn)
+		err = n.serveCatchUp(ctx, conn)
 	}
 	if err != nil {
 		n.log.Warn("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
@@ -306,8 +308,8 @@ func refuse(conn net.Conn, code, msg string) error {
 	return errors.New(text)
 }
 
-func (n *Node) serveJoin(conn net.Conn) error {
-	kind, body, err := readFrame(conn)
+func (n *Node) serveJoin(ctx context.Context, conn net.Conn) error {
+	kind, body, err := readFrame(conn, maxFirstFrame)
 	if err != nil {
 		return err
 	}
@@ -339,10 +341,11 @@ func (n *Node) serveJoin(conn net.Conn) error {
 	}
 
 	// Merge: the joiner's mesh is bigger; adopt its credentials.
-	kind, body, err = readFrame(conn)
+	kind, body, release, err := readFrameReserved(ctx, conn, n.guard)
 	if err != nil {
 		return err
 	}
+	defer release()
 	plain, err := openSym(key, body)
 	if kind != frameSealed || err != nil {
 		return refuse(conn, "garbled", "merge credentials failed authentication")

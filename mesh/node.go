@@ -124,6 +124,9 @@ type Node struct {
 	path     string
 	now      func() time.Time
 	counters ByteCounters
+	// guard bounds what strangers can open on the gossip port; it
+	// outlives gossip restarts.
+	guard *inboundGuard
 
 	// opMu serializes the operations that change the mesh's credentials
 	// or this booture's place in it (join, merge, expel, leave, renumber).
@@ -211,6 +214,7 @@ func New(cfg Config) (*Node, error) {
 		catalogs: make(map[Key]*peerCatalog),
 		retry:    make(map[Key]*retryState),
 		kick:     make(chan struct{}, 1),
+		guard:    newInboundGuard(defaultInboundLimits(), cfg.Logger),
 	}
 	if err := store.EnsureDir(cfg.StateDir, 0o700); err != nil {
 		return nil, err
@@ -332,7 +336,7 @@ func (n *Node) changed() {
 // startGossip creates the memberlist instance with the current
 // credentials. It must not be called with n.mu held.
 func (n *Node) startGossip() error {
-	mt, err := listenGossip(n.cfg.Bind, n.cfg.GossipPort, n.handleStream, &n.counters, n.log)
+	mt, err := listenGossip(n.cfg.Bind, n.cfg.GossipPort, n.handleStream, &n.counters, n.guard, n.log)
 	if err != nil {
 		return err
 	}

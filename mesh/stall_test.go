@@ -33,7 +33,7 @@ func stallCatchUp(t *testing.T, victim *testNode, as Record) net.Conn {
 	if err := writeFrame(conn, framePlain, body); err != nil {
 		t.Fatal(err)
 	}
-	kind, reply, err := readFrame(conn)
+	kind, reply, err := readFrame(conn, maxFrame)
 	var rep catchUpReply
 	if err != nil || kind != framePlain || json.Unmarshal(reply, &rep) != nil || rep.Outcome != "yours" {
 		t.Fatalf("stalling catch-up: answer %q %s, %v; want yours", kind, reply, err)

@@ -3,6 +3,8 @@ package mesh
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -49,6 +51,7 @@ type gossipTransport struct {
 	once     sync.Once
 
 	counters *ByteCounters
+	guard    *inboundGuard
 }
 
 // ByteCounters counts gossip traffic; they survive gossip restarts.
@@ -65,8 +68,12 @@ const (
 )
 
 // listenGossip opens the gossip port on bind (invalid means every IPv4
-// address) and port (0 means any port free for both TCP and UDP).
-func listenGossip(bind netip.Addr, port int, handle streamHandler, counters *ByteCounters, log *slog.Logger) (*gossipTransport, error) {
+// address) and port (0 means any port free for both TCP and UDP). guard
+// bounds inbound streams (nil: the default limits).
+func listenGossip(bind netip.Addr, port int, handle streamHandler, counters *ByteCounters, guard *inboundGuard, log *slog.Logger) (*gossipTransport, error) {
+	if guard == nil {
+		guard = newInboundGuard(defaultInboundLimits(), log)
+	}
 	ip := netip.IPv4Unspecified()
 	if bind.IsValid() {
 		ip = bind
@@ -78,6 +85,7 @@ func listenGossip(bind netip.Addr, port int, handle streamHandler, counters *Byt
 		streamCh: make(chan net.Conn),
 		done:     make(chan struct{}),
 		counters: counters,
+		guard:    guard,
 	}
 	var err error
 	// With port 0 the TCP port the kernel picks may be taken for UDP:
@@ -261,19 +269,33 @@ func (t *gossipTransport) acceptStreams() {
 			continue
 		}
 		pause = 0
+		release, ok := t.guard.admitStream(c.RemoteAddr())
+		if !ok {
+			c.Close()
+			continue
+		}
+		gc := &guardedConn{Conn: &countingConn{Conn: c, counters: t.counters}}
+		gc.onClose(release)
 		t.wg.Add(1)
-		go t.route(&countingConn{Conn: c, counters: t.counters})
+		go t.route(gc)
 	}
 }
+
+// gossipStreamStart is the first byte of every gossip stream: memberlist's
+// encryptMsg (booture always encrypts gossip, and memberlist refuses a
+// plain stream when GossipVerifyIncoming is set). Four bytes of length
+// follow.
+const gossipStreamStart = 10
 
 // peekTimeout bounds how long a new stream may take to send its first bytes.
 const peekTimeout = 5 * time.Second
 
 // route peeks at a new stream and gives it to memberlist or a handshake
-// handler.
-func (t *gossipTransport) route(c net.Conn) {
+// handler, within the guard's limits.
+func (t *gossipTransport) route(c *guardedConn) {
 	defer t.wg.Done()
-	c.SetReadDeadline(time.Now().Add(peekTimeout))
+	deadline := time.Now().Add(peekTimeout)
+	c.SetReadDeadline(deadline)
 	br := bufio.NewReaderSize(c, 512)
 	head, err := br.Peek(len(magicJoin))
 	if err != nil {
@@ -281,6 +303,12 @@ func (t *gossipTransport) route(c net.Conn) {
 		return
 	}
 	if bytes.Equal(head, magicJoin) || bytes.Equal(head, magicCatchUp) {
+		release, ok := t.guard.admitHandshake(c.RemoteAddr())
+		if !ok {
+			c.Close()
+			return
+		}
+		c.onClose(release)
 		magic := append([]byte(nil), head...)
 		br.Discard(len(magic))
 		// Not counted in wg: a handshake may end in a gossip restart,
@@ -288,6 +316,27 @@ func (t *gossipTransport) route(c net.Conn) {
 		go t.handle(&peekedConn{Conn: c, r: br}, magic)
 		return
 	}
+	// Memberlist reads a stream's whole first message before it can
+	// decrypt it: bound what it may declare, and reserve that much of
+	// the budget before handing the stream over.
+	head, err = br.Peek(5)
+	if err != nil || head[0] != gossipStreamStart {
+		c.Close()
+		return
+	}
+	size := int64(binary.BigEndian.Uint32(head[1:5]))
+	if size > maxGossipStream {
+		c.Close()
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	release, err := t.guard.reserve(ctx, &t.guard.gossipBytes, c.RemoteAddr(), size, "gossip bytes")
+	cancel()
+	if err != nil {
+		c.Close()
+		return
+	}
+	c.onClose(release)
 	c.SetReadDeadline(time.Time{})
 	select {
 	case t.streamCh <- &peekedConn{Conn: c, r: br}:

@@ -12,12 +12,12 @@ import (
 func TestGossipTransportPackets(t *testing.T) {
 	var ca, cb ByteCounters
 	lo := netip.MustParseAddr("127.0.0.1")
-	a, err := listenGossip(lo, 0, nil, &ca, slog.New(slog.DiscardHandler))
+	a, err := listenGossip(lo, 0, nil, &ca, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Shutdown()
-	b, err := listenGossip(lo, 0, nil, &cb, slog.New(slog.DiscardHandler))
+	b, err := listenGossip(lo, 0, nil, &cb, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestGossipTransportPackets(t *testing.T) {
 }
 
 func TestGossipTransportAdvertise(t *testing.T) {
-	tr, err := listenGossip(netip.Addr{}, 0, nil, &ByteCounters{}, slog.New(slog.DiscardHandler))
+	tr, err := listenGossip(netip.Addr{}, 0, nil, &ByteCounters{}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestGossipTransportAdvertise(t *testing.T) {
 		t.Error("garbled advertise address: no error")
 	}
 	// A second transport on the same port fails with the port in the error.
-	if _, err := listenGossip(netip.Addr{}, tr.port, nil, &ByteCounters{}, slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := listenGossip(netip.Addr{}, tr.port, nil, &ByteCounters{}, nil, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("second transport on a taken port: no error")
 	}
 }
