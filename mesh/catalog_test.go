@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/catalog"
+	"github.com/booture/booture/internal/waitfor"
 )
 
 func svc(booture, name string, h catalog.Health) catalog.Service {
@@ -28,7 +29,7 @@ func TestCatalogReplicates(t *testing.T) {
 	b1, b2, b3 := nodes[0], nodes[1], nodes[2]
 	b1.SetServices([]catalog.Service{svc("b1", "cloud", catalog.HealthHealthy)})
 	b2.SetServices([]catalog.Service{svc("b2", "video", catalog.HealthHealthy)})
-	waitFor(t, 10*time.Second, "catalog everywhere", func() bool {
+	waitfor.Cond(t, 10*time.Second, "catalog everywhere", func() bool {
 		for _, n := range nodes {
 			if !hasService(n.Node, "b1", "cloud", catalog.HealthHealthy) || !hasService(n.Node, "b2", "video", catalog.HealthHealthy) {
 				return false
@@ -39,7 +40,7 @@ func TestCatalogReplicates(t *testing.T) {
 	// A health change shows everywhere within seconds.
 	start := time.Now()
 	b1.SetServices([]catalog.Service{svc("b1", "cloud", catalog.HealthUnhealthy)})
-	waitFor(t, 10*time.Second, "health change everywhere", func() bool {
+	waitfor.Cond(t, 10*time.Second, "health change everywhere", func() bool {
 		return hasService(b2.Node, "b1", "cloud", catalog.HealthUnhealthy) && hasService(b3.Node, "b1", "cloud", catalog.HealthUnhealthy)
 	})
 	t.Logf("health change replicated in %v", time.Since(start).Round(time.Millisecond))
@@ -47,7 +48,7 @@ func TestCatalogReplicates(t *testing.T) {
 	if err := b2.Leave(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "b2's services gone", func() bool {
+	waitfor.Cond(t, 5*time.Second, "b2's services gone", func() bool {
 		for _, s := range b3.Services() {
 			if s.Booture == "b2" {
 				return false
@@ -57,7 +58,7 @@ func TestCatalogReplicates(t *testing.T) {
 	})
 	// A booture that dies leaves its services listed, with health unknown.
 	b1.Close()
-	waitFor(t, 15*time.Second, "b1's services unknown", func() bool {
+	waitfor.Cond(t, 15*time.Second, "b1's services unknown", func() bool {
 		return hasService(b3.Node, "b1", "cloud", catalog.HealthUnknown)
 	})
 }

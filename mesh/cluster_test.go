@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/booture/booture/internal/waitfor"
 )
 
 // testNode is one in-process booture over loopback.
@@ -87,18 +89,6 @@ func (n *testNode) joinVia(inviter *testNode) JoinResult {
 	return res
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // alivePeers returns the names of the peers n sees alive.
 func alivePeers(n *Node) map[string]bool {
 	out := make(map[string]bool)
@@ -151,7 +141,7 @@ func startCluster(t testing.TB, count int) []*testNode {
 			nodes[i].joinVia(nodes[i-1])
 		}
 	}
-	waitFor(t, 30*time.Second, "convergence", func() bool { return converged(nodes) })
+	waitfor.Cond(t, 30*time.Second, "convergence", func() bool { return converged(nodes) })
 	return nodes
 }
 
@@ -182,9 +172,7 @@ func TestFoundJoinConverge(t *testing.T) {
 // is over, and no longer after.
 func TestJoinRetryAfterLostAnswer(t *testing.T) {
 	var skew atomic.Int64 // a's clock ahead of the real one
-	a := startTestNode(t, "a", "", Key{}, func(c *Config) {
-		c.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-	})
+	a := startTestNode(t, "a", "", Key{}, skewedClock(&skew))
 	b := startTestNode(t, "b", "", Key{})
 	c := startTestNode(t, "c", "", Key{})
 	inv, err := a.Invite(time.Hour)
@@ -228,7 +216,7 @@ func TestJoinRetryAfterLostAnswer(t *testing.T) {
 	if _, err := c.Join(context.Background(), inv.Token); !errorIs(err, ErrTokenUsed) {
 		t.Fatalf("another booture with the used token: got %v, want ErrTokenUsed", err)
 	}
-	waitFor(t, 10*time.Second, "a and b see each other", func() bool {
+	waitfor.Cond(t, 10*time.Second, "a and b see each other", func() bool {
 		_, ok := a.View().Peer("b")
 		_, ok2 := b.View().Peer("a")
 		return ok && ok2
@@ -257,10 +245,19 @@ func TestJoinRetryAfterLostAnswer(t *testing.T) {
 	}
 }
 
+// skewedClock gives a node a clock ahead of the real one by what ahead
+// holds: time passes for that node alone, without the test waiting.
+func skewedClock(ahead *atomic.Int64) func(*Config) {
+	return func(c *Config) {
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	}
+}
+
 func TestTokenErrors(t *testing.T) {
-	a := startTestNode(t, "a", "", Key{})
+	var aAhead, cAhead atomic.Int64
+	a := startTestNode(t, "a", "", Key{}, skewedClock(&aAhead))
 	b := startTestNode(t, "b", "", Key{})
-	c := startTestNode(t, "c", "", Key{})
+	c := startTestNode(t, "c", "", Key{}, skewedClock(&cAhead))
 	inv, err := a.Invite(time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -279,10 +276,20 @@ func TestTokenErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2100 * time.Millisecond)
+	// Expired for the inviter (the expiry has a one-second precision), not
+	// yet for c: the inviter refuses it.
+	aAhead.Store(int64(2 * time.Second))
 	if _, err := c.Join(context.Background(), short.Token); !errorIs(err, ErrTokenExpired) {
-		t.Fatalf("expired token: got %v, want ErrTokenExpired", err)
+		t.Fatalf("token expired for the inviter: got %v, want ErrTokenExpired", err)
 	}
+	// Expired for c, not for the inviter: c refuses it without asking
+	// (had it asked, the inviter would have let it in).
+	aAhead.Store(0)
+	cAhead.Store(int64(2 * time.Second))
+	if _, err := c.Join(context.Background(), short.Token); !errorIs(err, ErrTokenExpired) {
+		t.Fatalf("token expired for the joiner: got %v, want ErrTokenExpired", err)
+	}
+	cAhead.Store(0)
 	// A well-formed token the inviter never issued.
 	tok, _ := ParseToken(inv.Token)
 	tok.ID[0] ^= 0xff
@@ -330,7 +337,7 @@ func TestAnyMemberCanInvite(t *testing.T) {
 	c := startTestNode(t, "c", "", Key{})
 	b.joinVia(a)
 	c.joinVia(b) // b is not the founder
-	waitFor(t, 20*time.Second, "convergence", func() bool { return converged([]*testNode{a, b, c}) })
+	waitfor.Cond(t, 20*time.Second, "convergence", func() bool { return converged([]*testNode{a, b, c}) })
 	distinctSites(t, []*testNode{a, b, c})
 }
 
@@ -339,7 +346,7 @@ func TestRestartKeepsIdentity(t *testing.T) {
 	b := nodes[1]
 	before := b.View()
 	b.Close()
-	waitFor(t, 20*time.Second, "b2 dead on b1", func() bool {
+	waitfor.Cond(t, 20*time.Second, "b2 dead on b1", func() bool {
 		p, _ := nodes[0].View().Peer("b2")
 		return p.State == StateDead
 	})
@@ -350,14 +357,14 @@ func TestRestartKeepsIdentity(t *testing.T) {
 			before.Site, before.MeshID, after.Site, after.MeshID)
 	}
 	all := []*testNode{nodes[0], b2, nodes[2]}
-	waitFor(t, 20*time.Second, "re-convergence", func() bool { return converged(all) })
+	waitfor.Cond(t, 20*time.Second, "re-convergence", func() bool { return converged(all) })
 }
 
 func TestDeadAndLeave(t *testing.T) {
 	nodes := startCluster(t, 3)
 	nodes[2].Close()
 	start := time.Now()
-	waitFor(t, 15*time.Second, "b3 dead", func() bool {
+	waitfor.Cond(t, 15*time.Second, "b3 dead", func() bool {
 		p, _ := nodes[0].View().Peer("b3")
 		return p.State == StateDead
 	})
@@ -367,7 +374,7 @@ func TestDeadAndLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	start = time.Now()
-	waitFor(t, 5*time.Second, "b2 left", func() bool {
+	waitfor.Cond(t, 5*time.Second, "b2 left", func() bool {
 		p, _ := nodes[0].View().Peer("b2")
 		return p.State == StateLeft
 	})
@@ -399,8 +406,8 @@ func TestCrossJoinsFormOneMesh(t *testing.T) {
 	}
 	wg.Wait()
 	all := []*testNode{a, b, c}
-	waitFor(t, 30*time.Second, "one mesh", func() bool { return converged(all) })
-	waitFor(t, 10*time.Second, "distinct sites", func() bool {
+	waitfor.Cond(t, 30*time.Second, "one mesh", func() bool { return converged(all) })
+	waitfor.Cond(t, 10*time.Second, "distinct sites", func() bool {
 		seen := map[int]bool{}
 		for _, n := range all {
 			seen[n.View().Site.Number] = true
@@ -420,11 +427,21 @@ func TestSeparateMeshesNeverMix(t *testing.T) {
 	if k := b1.joinAddrs([]netip.AddrPort{a1.View().Self.Gossip}); k != 0 {
 		t.Fatalf("a gossip join across meshes succeeded (%d)", k)
 	}
-	time.Sleep(2 * time.Second)
-	for _, n := range []*testNode{a1, a2} {
+	// Gossip goes on in both meshes after the attempt: a newcomer joins
+	// each and is seen by all of its mesh. Had the attempt put a booture
+	// of one mesh into the other's tables, gossip would have spread it by
+	// then.
+	a3 := startTestNode(t, "a3", "", Key{})
+	b3 := startTestNode(t, "b3", "", Key{})
+	a3.joinVia(a2)
+	b3.joinVia(b2)
+	meshA, meshB := []*testNode{a1, a2, a3}, []*testNode{b1, b2, b3}
+	waitfor.Cond(t, 20*time.Second, "a newcomer in each mesh", func() bool { return converged(meshA) && converged(meshB) })
+	for _, n := range append(meshA, meshB...) {
+		self := n.View().Self.Name
 		for name := range alivePeers(n.Node) {
-			if name == "b1" || name == "b2" {
-				t.Fatalf("%s sees %s of another mesh", n.View().Self.Name, name)
+			if name[0] != self[0] {
+				t.Errorf("%s sees %s of another mesh", self, name)
 			}
 		}
 	}

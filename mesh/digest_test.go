@@ -3,40 +3,43 @@ package mesh
 import (
 	"encoding/json"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/booture/booture/internal/waitfor"
 )
 
-// refuseAlive is an AliveDelegate that refuses the booture called name while
-// refuse is set: that booture never hears of it by gossip meanwhile, as when
-// gossip's random spreading misses it.
+// refuseAlive is an AliveDelegate that refuses the booture called name
+// while refuse says so: that booture never hears of it by gossip meanwhile,
+// as when gossip's random spreading misses it.
 type refuseAlive struct {
 	memberlist.AliveDelegate
 	name   string
-	refuse *atomic.Bool
+	refuse func() bool
 }
 
 func (r refuseAlive) NotifyAlive(m *memberlist.Node) error {
-	if m.Name == r.name && r.refuse.Load() {
+	if m.Name == r.name && r.refuse() {
 		return errors.New("refused by the test")
 	}
 	return r.AliveDelegate.NotifyAlive(m)
 }
 
 // refuseRecords is a Delegate that drops the roster record of the booture
-// called name from full state exchanges while refuse is set, so that the
+// called name from full state exchanges while refuse says so, so that the
 // rejoin rounds cannot find it either.
 type refuseRecords struct {
 	memberlist.Delegate
 	name   string
-	refuse *atomic.Bool
+	refuse func() bool
 }
 
 func (r refuseRecords) MergeRemoteState(buf []byte, join bool) {
-	if r.refuse.Load() {
+	if r.refuse() {
 		var ps pushState
 		if json.Unmarshal(buf, &ps) == nil {
 			kept := ps.Records[:0]
@@ -52,46 +55,103 @@ func (r refuseRecords) MergeRemoteState(buf []byte, join bool) {
 	r.Delegate.MergeRemoteState(buf, join)
 }
 
+// digestLog is a Delegate that records whose view digests a booture
+// received, in order.
+type digestLog struct {
+	memberlist.Delegate
+	mu   sync.Mutex
+	from []string
+}
+
+func (d *digestLog) NotifyMsg(b []byte) {
+	d.Delegate.NotifyMsg(b)
+	var v viewDigest
+	if len(b) > 0 && b[0] == msgDigest && json.Unmarshal(b[1:], &v) == nil {
+		d.mu.Lock()
+		d.from = append(d.from, v.From)
+		d.mu.Unlock()
+	}
+}
+
+// heardSince reports whether the booture received, after the first mark
+// digests, a digest from each of senders and then one more (by which time
+// the earlier ones have been handled).
+func (d *digestLog) heardSince(mark int, senders ...string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	missing := map[string]bool{}
+	for _, s := range senders {
+		missing[s] = true
+	}
+	for i := mark; i < len(d.from); i++ {
+		if len(missing) == 0 {
+			return true
+		}
+		delete(missing, d.from[i])
+	}
+	return false
+}
+
+func (d *digestLog) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.from)
+}
+
 // TestDigestRepairsMissedNewcomer: a booture that gossip never told of a
 // newcomer learns of it through the view digests, with memberlist's own
 // periodic full state exchange turned off; and once views agree, digests
 // start no more exchanges.
 func TestDigestRepairsMissedNewcomer(t *testing.T) {
-	noPushPull := func(c *memberlist.Config) { c.PushPullInterval = 0 }
-	var refuse atomic.Bool
-	refuse.Store(true)
-	a := startTunedNode(t, "a", "", Key{}, noPushPull)
-	b := startTunedNode(t, "b", "", Key{}, func(c *memberlist.Config) {
-		noPushPull(c)
-		c.Alive = refuseAlive{c.Alive, "c", &refuse}
-		c.Delegate = refuseRecords{c.Delegate, "c", &refuse}
-	})
+	var ahead atomic.Int64 // every clock, to pass the least time between repairs
+	logs := map[string]*digestLog{}
+	tune := func(name string, more func(*memberlist.Config)) func(*memberlist.Config) {
+		return func(c *memberlist.Config) {
+			c.PushPullInterval = 0
+			if more != nil {
+				more(c)
+			}
+			logs[name] = &digestLog{Delegate: c.Delegate}
+			c.Delegate = logs[name]
+		}
+	}
+	a := startTunedNode(t, "a", "", Key{}, tune("a", nil), skewedClock(&ahead))
+	// b hears of c only once it has started an exchange on a digest: gossip
+	// never tells it, whatever its timing.
+	var b *testNode
+	var bStarted atomic.Bool
+	missesC := func() bool { return !bStarted.Load() || b.repairs.Load() == 0 }
+	b = startTunedNode(t, "b", "", Key{}, tune("b", func(c *memberlist.Config) {
+		c.Alive = refuseAlive{c.Alive, "c", missesC}
+		c.Delegate = refuseRecords{c.Delegate, "c", missesC}
+	}), skewedClock(&ahead))
+	bStarted.Store(true)
 	b.joinVia(a)
-	waitFor(t, 10*time.Second, "a and b to see each other", func() bool {
+	waitfor.Cond(t, 10*time.Second, "a and b to see each other", func() bool {
 		return alivePeers(a.Node)["b"] && alivePeers(b.Node)["a"]
 	})
-	c := startTunedNode(t, "c", "", Key{}, noPushPull)
+	c := startTunedNode(t, "c", "", Key{}, tune("c", nil), skewedClock(&ahead))
 	c.joinVia(a)
-	waitFor(t, 10*time.Second, "a and c to see everyone", func() bool {
+	waitfor.Cond(t, 10*time.Second, "a and c to see everyone", func() bool {
 		return alivePeers(a.Node)["c"] && alivePeers(c.Node)["a"] && alivePeers(c.Node)["b"]
 	})
-	// Let gossip's retransmissions of c's arrival run out, then stop
-	// refusing: from here on, only a full state exchange tells b of c.
-	time.Sleep(3 * time.Second)
-	if alivePeers(b.Node)["c"] {
-		t.Fatal("b sees c while refusing it")
-	}
-	refuse.Store(false)
-	waitFor(t, 30*time.Second, "b to learn of c", func() bool { return alivePeers(b.Node)["c"] })
+	waitfor.Cond(t, 30*time.Second, "b to learn of c", func() bool { return alivePeers(b.Node)["c"] })
 	repairs := func() int64 { return a.repairs.Load() + b.repairs.Load() + c.repairs.Load() }
-	if repairs() == 0 {
-		t.Fatal("b learned of c without a digest starting an exchange")
-	}
-	// Agreeing views start nothing more (b's last exchange may still be
-	// under way: count from when it settled).
-	time.Sleep(3 * time.Second)
+
+	// Agreeing views start nothing more. Every clock moves past the least
+	// time between two exchanges, and each booture then hears digests
+	// from both others: had its view still differed, it would have
+	// started an exchange by then.
+	ahead.Store(int64(time.Hour))
 	before := repairs()
-	time.Sleep(8 * time.Second)
+	marks := map[string]int{}
+	for name, l := range logs {
+		marks[name] = l.count()
+	}
+	waitfor.Cond(t, 60*time.Second, "every booture to hear both others' digests", func() bool {
+		return logs["a"].heardSince(marks["a"], "b", "c") && logs["b"].heardSince(marks["b"], "a", "c") &&
+			logs["c"].heardSince(marks["c"], "a", "b")
+	})
 	if after := repairs(); after != before {
 		t.Errorf("%d exchanges started while all three views agreed", after-before)
 	}

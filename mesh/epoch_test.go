@@ -7,6 +7,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/booture/booture/internal/waitfor"
 )
 
 // currentCreds returns a copy of n's credentials.
@@ -54,7 +56,7 @@ func TestRekeyEpochOverflowAttack(t *testing.T) {
 	if _, err := b1.Expel(context.Background(), "b3"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "b1 and b2 on one key", func() bool {
+	waitfor.Cond(t, 15*time.Second, "b1 and b2 on one key", func() bool {
 		c1, c2 := currentCreds(b1), currentCreds(b2)
 		return c1.Epoch == c2.Epoch && bytes.Equal(c1.Key, c2.Key)
 	})

@@ -8,6 +8,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/booture/booture/internal/waitfor"
 )
 
 // stallCatchUp opens a catch-up to victim as anyone on the LAN could,
@@ -72,7 +74,7 @@ func TestStalledCatchUpDelaysNothing(t *testing.T) {
 	case <-time.After(handshakeTimeout + 5*time.Second):
 		t.Fatal("the expulsion never returned")
 	}
-	waitFor(t, handshakeTimeout+5*time.Second, "b2 on the new key", func() bool { return currentCreds(b2).Epoch == 1 })
+	waitfor.Cond(t, handshakeTimeout+5*time.Second, "b2 on the new key", func() bool { return currentCreds(b2).Epoch == 1 })
 	if !stillOpen(c1) || !stillOpen(c2) {
 		t.Fatal("the expulsion went through only once the stalled catch-ups had given up")
 	}
