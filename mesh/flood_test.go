@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/booture/booture/internal/waitfor"
 )
 
 // startGuardedNode starts a node whose inbound limits count loopback
@@ -96,5 +98,5 @@ func TestFloodBeforeAuthentication(t *testing.T) {
 	if allocated > 48<<20 {
 		t.Fatalf("allocated %.1f MiB during a flood of unauthenticated streams, want under 48", float64(allocated)/(1<<20))
 	}
-	waitFor(t, 30*time.Second, "a and b in one mesh", func() bool { return converged([]*testNode{a, b}) })
+	waitfor.Cond(t, 30*time.Second, "a and b in one mesh", func() bool { return converged([]*testNode{a, b}) })
 }
