@@ -77,8 +77,6 @@ type Daemon struct {
 	pubTrigger  chan struct{}
 	ctx         context.Context // the daemon's lifetime, for background work
 	wg          sync.WaitGroup
-
-	mu sync.Mutex // guards what the API changes outside the parts' own locks
 }
 
 // advertised is where others reach this booture.
@@ -144,7 +142,11 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 	if d.applier, err = newApplier(log, cfg); err != nil {
 		return nil, err
 	}
-	d.rec = newReconciler(d.applier, d.desired, cfg.Resync, log.With("subsystem", "reconcile"))
+	d.rec = newReconciler(d.applier, reconcileSteps{
+		view:        func() mesh.View { return d.node.View() },
+		moveMembers: d.moveMembers,
+		desired:     d.desired,
+	}, cfg.Resync, log.With("subsystem", "reconcile"))
 
 	gossipPort := cfg.GossipPort
 	if opts.AnyGossipPort {
@@ -216,7 +218,8 @@ func (d *Daemon) serve(ctx context.Context, opts Options) (err error) {
 
 	// Bring the interface up before gossip so that peers' first packets
 	// find it.
-	if err := d.rec.once(ctx); err != nil {
+	wg.Go(func() { d.rec.run(ctx) })
+	if err := d.rec.applyNow(ctx); err != nil {
 		return fmt.Errorf("setting up WireGuard: %w", err)
 	}
 	if err := d.node.Start(ctx); err != nil {
@@ -224,7 +227,6 @@ func (d *Daemon) serve(ctx context.Context, opts Options) (err error) {
 	}
 	wg.Go(func() { memtune.Run(ctx, d.log.With("subsystem", "memory")) })
 	wg.Go(func() { d.watchMembers(ctx, 2*time.Second) })
-	wg.Go(func() { d.rec.run(ctx) })
 	wg.Go(func() {
 		if err := d.plugins.Run(ctx); err != nil {
 			d.log.Error("plugin host stopped", "err", err)
@@ -288,13 +290,10 @@ func resolveAdvertise(cfg config.Config) (advertised, error) {
 	return a, nil
 }
 
-// desired computes the network state the reconciler applies. It first
-// moves the members if the booture's site changed.
-func (d *Daemon) desired() (netcfg.Config, time.Duration, error) {
-	v := d.node.View()
-	if err := d.syncMemberSite(v); err != nil {
-		return netcfg.Config{}, 0, err
-	}
+// desired computes the network state the reconciler applies for the view v,
+// and how long until it changes with time alone. It changes nothing: the
+// reconciler moves the members to a new site before (moveMembers).
+func (d *Daemon) desired(v mesh.View) (netcfg.Config, time.Duration, error) {
 	now := time.Now()
 	members, reachEnds := d.memberPeers(now)
 	in := mesh.PlanInput{

@@ -55,9 +55,11 @@ func (d *Daemon) bootureByKey(key wgtypes.Key) (string, bool) {
 	return "", false
 }
 
-// syncMemberSite moves the members when the booture's site changed (a site
-// conflict settled against it, or a merge). It runs in the reconciler.
-func (d *Daemon) syncMemberSite(v mesh.View) error {
+// moveMembers moves the members, and persists it, when the booture's site in
+// v changed (a site conflict settled against it, or a merge); it does
+// nothing when they are already there. It runs in the reconciler, before
+// each plan.
+func (d *Daemon) moveMembers(v mesh.View) error {
 	site := d.memberSite(v)
 	if d.members.Site() == site {
 		return nil
@@ -234,11 +236,11 @@ func (d *Daemon) RemoveMember(ctx context.Context, name string) error {
 	return d.reconcileNow(ctx)
 }
 
-// reconcileNow applies the network state before returning, so that a cut
-// is effective when the CLI reports it.
+// reconcileNow has the reconciler apply the network state before it
+// returns, so that a cut is effective when the CLI reports it. A failed
+// apply is retried by the reconciler.
 func (d *Daemon) reconcileNow(ctx context.Context) error {
-	if err := d.rec.once(ctx); err != nil {
-		d.rec.Trigger()
+	if err := d.rec.applyNow(ctx); err != nil {
 		return fmt.Errorf("the change is saved but applying it failed (it will be retried): %w", err)
 	}
 	return nil

@@ -1,15 +1,26 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/booture/booture/internal/config"
+	"github.com/booture/booture/members"
+	"github.com/booture/booture/mesh"
 	"github.com/booture/booture/netcfg"
 )
 
@@ -64,8 +75,11 @@ func runReconciler(t *testing.T, r *reconciler) {
 
 func newTestReconciler(a *recApplier, resync time.Duration, recheck func() time.Duration) *reconciler {
 	a.start = time.Now()
-	desired := func() (netcfg.Config, time.Duration, error) { return netcfg.Config{}, recheck(), nil }
-	return newReconciler(a, desired, resync, slog.New(slog.DiscardHandler))
+	return newReconciler(a, reconcileSteps{
+		view:        func() mesh.View { return mesh.View{} },
+		moveMembers: func(mesh.View) error { return nil },
+		desired:     func(mesh.View) (netcfg.Config, time.Duration, error) { return netcfg.Config{}, recheck(), nil },
+	}, resync, slog.New(slog.DiscardHandler))
 }
 
 func never() time.Duration { return 0 }
@@ -200,24 +214,250 @@ func TestReconcilerRecheck(t *testing.T) {
 	})
 }
 
-// TestReconcilerOnceArmsRecheck: an apply made outside the loop (an API
-// call that must take effect before it answers) still gets its recheck:
-// the loop plans again when the plan said.
-func TestReconcilerOnceArmsRecheck(t *testing.T) {
+// TestReconcilerAPIApplyArmsRecheck: an API apply (a call that must take
+// effect before it answers) gets its recheck too: the loop plans again
+// when the plan said.
+func TestReconcilerAPIApplyArmsRecheck(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a := &recApplier{}
 		r := newTestReconciler(a, time.Hour, changesAt(3*time.Second))
 		runReconciler(t, r)
-		if err := r.once(t.Context()); err != nil {
+		if err := r.applyNow(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Minute)
 		synctest.Wait()
-		// once applies at 0 and hands the recheck to the loop, which
-		// plans again at once (arming its timer) and then at 3 s.
-		want := []time.Duration{0, 0, 3 * time.Second}
+		want := []time.Duration{0, 3 * time.Second}
 		if got := a.applied(); !slices.Equal(got, want) {
 			t.Errorf("applies at %v, want %v", got, want)
+		}
+	})
+}
+
+// serialApplier is a fake applier that checks that applies never overlap
+// and all run in the reconciler's loop, and fails each apply with its own
+// error ("apply #N"), so that a caller can tell which apply answered it.
+type serialApplier struct {
+	mu       sync.Mutex
+	inflight int
+	applies  int
+	problems []string
+}
+
+func (a *serialApplier) Apply(ctx context.Context, cfg netcfg.Config) error {
+	a.mu.Lock()
+	a.inflight++
+	a.applies++
+	n := a.applies
+	if a.inflight > 1 {
+		a.problems = append(a.problems, fmt.Sprintf("apply #%d overlaps another", n))
+	}
+	buf := make([]byte, 64<<10)
+	if stack := string(buf[:runtime.Stack(buf, false)]); !strings.Contains(stack, "(*reconciler).run(") {
+		a.problems = append(a.problems, fmt.Sprintf("apply #%d outside the reconciler's loop:\n%s", n, stack))
+	}
+	a.mu.Unlock()
+	// Let others run meanwhile, so that an apply from another goroutine
+	// would overlap. (No sleep: a goroutine waiting on a mutex would stop
+	// the bubble's clock.)
+	for range 100 {
+		runtime.Gosched()
+	}
+	a.mu.Lock()
+	a.inflight--
+	a.mu.Unlock()
+	return fmt.Errorf("apply #%d", n)
+}
+
+func (a *serialApplier) State(context.Context) (netcfg.State, error) { return netcfg.State{}, nil }
+func (a *serialApplier) Close() error                                { return nil }
+
+// Concurrent API calls that must take effect before they answer send their
+// apply to the reconciler's one goroutine, with the triggers and the
+// resync: no two applies overlap, and each caller gets the result of an
+// apply planned after its change.
+func TestAPIAppliesGoThroughTheReconciler(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		app := &serialApplier{}
+		// changes stands for what the API callers change (members): each
+		// plan records the changes it saw, by the number of its apply.
+		var mu sync.Mutex
+		var changes []int
+		plans := map[int][]int{}
+		planned := 0
+		steps := reconcileSteps{
+			view:        func() mesh.View { return mesh.View{} },
+			moveMembers: func(mesh.View) error { return nil },
+			desired: func(mesh.View) (netcfg.Config, time.Duration, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				planned++
+				plans[planned] = slices.Clone(changes)
+				return netcfg.Config{}, 0, nil
+			},
+		}
+		r := newReconciler(app, steps, time.Second, slog.New(slog.DiscardHandler))
+		ctx, cancel := context.WithCancel(t.Context())
+		stopped := make(chan struct{})
+		go func() { r.run(ctx); close(stopped) }()
+
+		const callers = 20
+		results := make([]error, callers)
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Go(func() {
+				r.Trigger() // membership events meanwhile
+				mu.Lock()
+				changes = append(changes, i)
+				mu.Unlock()
+				results[i] = r.applyNow(ctx)
+			})
+		}
+		wg.Wait()
+
+		seen := map[string]int{}
+		for i, err := range results {
+			var n int
+			if err == nil || func() bool { _, serr := fmt.Sscanf(err.Error(), "apply #%d", &n); return serr != nil }() {
+				t.Fatalf("caller %d got %v, want its apply's own error", i, err)
+			}
+			if prev, dup := seen[err.Error()]; dup {
+				t.Errorf("callers %d and %d got the result of the same apply (%v)", prev, i, err)
+			}
+			seen[err.Error()] = i
+			mu.Lock()
+			saw := slices.Contains(plans[n], i)
+			mu.Unlock()
+			if !saw {
+				t.Errorf("caller %d was answered by apply #%d, planned before its change", i, n)
+			}
+		}
+		cancel()
+		<-stopped
+		if err := r.applyNow(t.Context()); !errors.Is(err, errStopping) {
+			t.Errorf("apply after the reconciler stopped: %v, want %v", err, errStopping)
+		}
+		app.mu.Lock()
+		defer app.mu.Unlock()
+		for _, p := range app.problems {
+			t.Error(p)
+		}
+		if runs, errs, _, _ := r.stats(); runs != uint64(app.applies) || errs != runs || runs < callers {
+			t.Errorf("stats: %d runs, %d errors, for %d applies (at least %d)", runs, errs, app.applies, callers)
+		}
+	})
+}
+
+// A caller that gives up before the reconciler takes its apply gets its
+// context's error, and the apply still happens soon (triggered).
+func TestAPIApplyGivenUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		app := &serialApplier{}
+		steps := reconcileSteps{
+			view:        func() mesh.View { return mesh.View{} },
+			moveMembers: func(mesh.View) error { return nil },
+			desired:     func(mesh.View) (netcfg.Config, time.Duration, error) { return netcfg.Config{}, 0, nil },
+		}
+		r := newReconciler(app, steps, time.Hour, slog.New(slog.DiscardHandler))
+		ctx, cancel := context.WithCancel(t.Context())
+		gone, giveUp := context.WithCancel(t.Context())
+		giveUp()
+		if err := r.applyNow(gone); !errors.Is(err, context.Canceled) {
+			t.Fatalf("applyNow with a canceled context: %v", err)
+		}
+		stopped := make(chan struct{})
+		go func() { r.run(ctx); close(stopped) }()
+		synctest.Wait()
+		app.mu.Lock()
+		n := app.applies
+		app.mu.Unlock()
+		if n != 1 {
+			t.Errorf("%d applies after a caller gave up, want 1 (triggered)", n)
+		}
+		cancel()
+		<-stopped
+	})
+}
+
+// planDaemon returns a daemon with only what planning needs: a key, the
+// configuration, the members (one, alice) at site 1 of the mesh whose ULA
+// is ula, and their reach.
+func planDaemon(t *testing.T, dir string, ula netip.Prefix, log *slog.Logger) *Daemon {
+	t.Helper()
+	priv, err := mesh.NewPrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Name, cfg.Interface = "a", "bt-a"
+	site := mesh.SiteOf(ula, 1)
+	reg, err := members.Open(filepath.Join(dir, MembersFile), members.Site{IPv4: site.IPv4, IPv6: site.IPv6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	if _, _, err := reg.Add(members.AddRequest{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	return &Daemon{cfg: cfg, log: log, priv: priv, members: reg, reach: newReacher(dir)}
+}
+
+// desired only computes: called twice for a view where the booture has
+// moved to another site, it leaves the members where they are and gives
+// the same plan. The reconciler's moveMembers moves them, and persists
+// it, once.
+func TestDesiredHasNoSideEffect(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ula := mesh.MeshID{1, 2, 3}.ULA()
+		var logs syncBuffer
+		dir := t.TempDir()
+		d := planDaemon(t, dir, ula, slog.New(slog.NewTextHandler(&logs, nil)))
+		file := filepath.Join(dir, MembersFile)
+		before, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		site1 := d.members.Site()
+		v := mesh.View{Self: mesh.Record{Name: "a"}, ULA: ula, Site: mesh.SiteOf(ula, 2)}
+
+		cfg1, recheck1, err1 := d.desired(v)
+		cfg2, recheck2, err2 := d.desired(v)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if !reflect.DeepEqual(cfg1, cfg2) || recheck1 != recheck2 {
+			t.Errorf("two plans of one view differ:\n%+v\n%+v", cfg1, cfg2)
+		}
+		after, _ := os.ReadFile(file)
+		if d.members.Site() != site1 || !bytes.Equal(before, after) {
+			t.Fatalf("desired moved the members: site %v (was %v), file changed: %v", d.members.Site(), site1, !bytes.Equal(before, after))
+		}
+
+		for range 2 {
+			if err := d.moveMembers(v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if want := (members.Site{IPv4: v.Site.IPv4, IPv6: v.Site.IPv6}); d.members.Site() != want {
+			t.Fatalf("members at %v after moveMembers, want %v", d.members.Site(), want)
+		}
+		if n := strings.Count(logs.String(), "site changed"); n != 1 {
+			t.Errorf("the move was logged %d times, want once:\n%s", n, logs.String())
+		}
+		m, _ := d.members.Get("alice")
+		if !v.Site.IPv4.Contains(m.IPv4) {
+			t.Errorf("alice at %v, outside the new site %v", m.IPv4, v.Site.IPv4)
+		}
+		moved, _ := os.ReadFile(file)
+		if bytes.Equal(before, moved) {
+			t.Error("the move was not persisted")
+		}
+		cfg3, _, err := d.desired(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(fmt.Sprint(cfg3.Peers), m.IPv4.String()) {
+			t.Errorf("the plan after the move lacks alice's new address %v: %+v", m.IPv4, cfg3.Peers)
 		}
 	})
 }
