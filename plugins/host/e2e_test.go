@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/catalog"
+	"github.com/booture/booture/internal/waitfor"
 )
 
 // TestRealPlugins runs the first-party plugins and the example, built as
@@ -48,7 +49,7 @@ func TestRealPlugins(t *testing.T) {
 			{Plugin: "staticsite", Name: "site", Settings: map[string]string{"root": t.TempDir()}},
 		},
 	})
-	waitFor(t, 20*time.Second, "every service healthy", func() bool {
+	waitfor.Cond(t, 20*time.Second, "every service healthy", func() bool {
 		for _, s := range h.m.Services() {
 			if s.Health != catalog.HealthHealthy {
 				return false

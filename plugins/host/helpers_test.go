@@ -199,18 +199,6 @@ func (h *harness) service(name string) catalog.Service {
 	return catalog.Service{}
 }
 
-// waitFor polls cond for up to d (bounded; no timing assertion).
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // alive reports whether pid is a live (not zombie) process.
 func alive(pid int) bool {
 	if syscall.Kill(pid, 0) != nil {

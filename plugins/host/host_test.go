@@ -2,6 +2,7 @@ package host
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/catalog"
+	"github.com/booture/booture/internal/waitfor"
 	"github.com/booture/booture/plugins/sdk"
 )
 
@@ -45,7 +47,7 @@ func TestRunsConfiguresAndForwardsLogs(t *testing.T) {
 		Mesh:     Mesh{Booture: "diois", IPv4: netip.MustParseAddr("10.77.1.1")},
 		MeshInfo: fakeMesh{},
 	})
-	waitFor(t, 10*time.Second, "alpha healthy", func() bool {
+	waitfor.Cond(t, 10*time.Second, "alpha healthy", func() bool {
 		return h.service("alpha").Health == catalog.HealthHealthy && h.service("second").Health == catalog.HealthHealthy
 	})
 	p := h.plugin("alpha")
@@ -68,7 +70,7 @@ func TestRunsConfiguresAndForwardsLogs(t *testing.T) {
 		t.Errorf("service = %+v", s)
 	}
 	// The plugin's own log line reached the daemon's log, tagged.
-	waitFor(t, 5*time.Second, "plugin log line", func() bool {
+	waitfor.Cond(t, 5*time.Second, "plugin log line", func() bool {
 		return strings.Contains(h.logs.String(), "msg=configured plugin=alpha")
 	})
 	// Pins are private.
@@ -89,7 +91,7 @@ func TestCrashIsRestartedWithBackoff(t *testing.T) {
 		PluginDirs: []string{pluginDir(t, "alpha")},
 		Specs:      []catalog.Spec{{Plugin: "alpha", Upstream: up.URL}},
 	})
-	waitFor(t, 10*time.Second, "running", func() bool { return h.plugin("alpha").State == StateRunning })
+	waitfor.Cond(t, 10*time.Second, "running", func() bool { return h.plugin("alpha").State == StateRunning })
 	pid := h.plugin("alpha").PID
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -98,7 +100,7 @@ func TestCrashIsRestartedWithBackoff(t *testing.T) {
 	if len(h.m.Routes()) != 1 {
 		t.Errorf("routes dropped after crash: %+v", h.m.Routes())
 	}
-	waitFor(t, 10*time.Second, "restart", func() bool {
+	waitfor.Cond(t, 10*time.Second, "restart", func() bool {
 		p := h.plugin("alpha")
 		return p.State == StateRunning && p.PID != 0 && p.PID != pid && p.Restarts == 1
 	})
@@ -124,31 +126,32 @@ func TestHangIsKilledAndRestarted(t *testing.T) {
 		PluginDirs: []string{pluginDir(t, "alpha")},
 		Specs:      []catalog.Spec{{Plugin: "alpha", Upstream: up.URL, Settings: map[string]string{"control": control}}},
 	})
-	waitFor(t, 10*time.Second, "running", func() bool { return h.plugin("alpha").State == StateRunning })
+	waitfor.Cond(t, 10*time.Second, "running", func() bool { return h.plugin("alpha").State == StateRunning })
 	pid := h.plugin("alpha").PID
 	if err := os.WriteFile(filepath.Join(control, "hang"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "restart after hang", func() bool {
+	waitfor.Cond(t, 15*time.Second, "restart after hang", func() bool {
 		p := h.plugin("alpha")
 		return p.State == StateRunning && p.PID != pid && p.Restarts == 1
 	})
 	if p := h.plugin("alpha"); !strings.Contains(p.LastError, "plugin hung: health did not answer") {
 		t.Errorf("last error = %q", p.LastError)
 	}
-	waitFor(t, 5*time.Second, "hung process gone", func() bool { return !alive(pid) })
+	waitfor.Cond(t, 5*time.Second, "hung process gone", func() bool { return !alive(pid) })
 }
 
 func TestCrashLoopEndsFailed(t *testing.T) {
 	up := upstream(t, "ok")
+	control := t.TempDir()
 	h := start(t, Options{
 		PluginDirs: []string{pluginDir(t, "alpha", "crasher")},
 		Specs: []catalog.Spec{
 			{Plugin: "crasher", Upstream: up.URL},
-			{Plugin: "alpha", Upstream: up.URL},
+			{Plugin: "alpha", Upstream: up.URL, Settings: map[string]string{"control": control}},
 		},
 	})
-	waitFor(t, 20*time.Second, "crasher failed", func() bool { return h.plugin("crasher").State == StateFailed })
+	waitfor.Cond(t, 20*time.Second, "crasher failed", func() bool { return h.plugin("crasher").State == StateFailed })
 	p := h.plugin("crasher")
 	if p.Restarts != fastTiming().MaxFailures-1 || !strings.Contains(p.LastError, "plugin exited before the handshake (exit status 3)") {
 		t.Errorf("crasher = %+v", p)
@@ -156,13 +159,20 @@ func TestCrashLoopEndsFailed(t *testing.T) {
 	if s := h.service("crasher"); s.Health != catalog.HealthUnknown || !strings.Contains(s.Message, "plugin failed") {
 		t.Errorf("crasher service = %+v", s)
 	}
-	// No busy loop: it stays failed, with no more restarts.
-	time.Sleep(500 * time.Millisecond)
+	// No busy loop: it stays failed, with no more restarts, while alpha
+	// is polled ten times more (a second at this timing, longer than the
+	// longest restart delay).
+	polls := func() int { b, _ := os.ReadFile(filepath.Join(control, "polls")); return bytes.Count(b, []byte("\n")) }
+	before := polls()
+	waitfor.Cond(t, 20*time.Second, "ten more health polls of alpha", func() bool { return polls() >= before+10 })
+	if fastTiming().BackoffMax*2 > 10*fastTiming().HealthInterval {
+		t.Fatal("ten health polls no longer outlast a restart delay: poll more")
+	}
 	if p2 := h.plugin("crasher"); p2.Restarts != p.Restarts || p2.State != StateFailed {
 		t.Errorf("crasher moved on after failing: %+v", p2)
 	}
 	if s := h.service("alpha"); s.Health != catalog.HealthHealthy {
-		waitFor(t, 5*time.Second, "alpha healthy", func() bool { return h.service("alpha").Health == catalog.HealthHealthy })
+		waitfor.Cond(t, 5*time.Second, "alpha healthy", func() bool { return h.service("alpha").Health == catalog.HealthHealthy })
 	}
 	// Its stderr reached the log.
 	if !strings.Contains(h.logs.String(), "crasher: giving up") {
@@ -176,7 +186,7 @@ func TestChecksumMismatchIsRefused(t *testing.T) {
 	state := t.TempDir()
 	// First run pins the binary (first use).
 	h := start(t, Options{StateDir: state, PluginDirs: []string{dir}, Specs: []catalog.Spec{{Plugin: "alpha", Upstream: up.URL}}})
-	waitFor(t, 10*time.Second, "running", func() bool { return h.plugin("alpha").State == StateRunning })
+	waitfor.Cond(t, 10*time.Second, "running", func() bool { return h.plugin("alpha").State == StateRunning })
 	h.stop()
 	// Someone changes the binary.
 	f, err := os.OpenFile(filepath.Join(dir, BinaryPrefix+"alpha"), os.O_APPEND|os.O_WRONLY, 0)
@@ -186,7 +196,7 @@ func TestChecksumMismatchIsRefused(t *testing.T) {
 	f.Write([]byte("tampered"))
 	f.Close()
 	h = start(t, Options{StateDir: state, PluginDirs: []string{dir}, Specs: []catalog.Spec{{Plugin: "alpha", Upstream: up.URL}}})
-	waitFor(t, 10*time.Second, "failed", func() bool { return h.plugin("alpha").State == StateFailed })
+	waitfor.Cond(t, 10*time.Second, "failed", func() bool { return h.plugin("alpha").State == StateFailed })
 	p := h.plugin("alpha")
 	if !strings.Contains(p.LastError, "does not match its pinned sha256") || !strings.Contains(p.LastError, "refusing to start it") {
 		t.Errorf("last error = %q", p.LastError)
@@ -215,13 +225,13 @@ func TestBadInputHurtsOnlyItsService(t *testing.T) {
 			{Plugin: "alpha", Name: "badspec", Upstream: "ftp://x"},
 		},
 	})
-	waitFor(t, 15*time.Second, "every plugin settled", func() bool {
+	waitfor.Cond(t, 15*time.Second, "every plugin settled", func() bool {
 		return h.plugin("alpha").State == StateRunning && h.plugin("beta").State == StateRunning &&
 			h.plugin("nosuch").State == StateFailed && h.plugin("garbage").LastError != "" &&
 			h.plugin("silent").LastError != ""
 	})
 	for _, good := range []string{"alpha", "victim"} {
-		waitFor(t, 5*time.Second, good+" healthy", func() bool { return h.service(good).Health == catalog.HealthHealthy })
+		waitfor.Cond(t, 5*time.Second, good+" healthy", func() bool { return h.service(good).Health == catalog.HealthHealthy })
 		if rs := routesOf(h.m.Routes(), good); len(rs) != 1 || rs[0].Host != good+".diois.booture.internal" {
 			t.Errorf("%s routes = %+v", good, rs)
 		}
@@ -362,7 +372,7 @@ func TestPinOnFirstUseRefusesFilesOthersMayWrite(t *testing.T) {
 		bin := filepath.Join(dir, BinaryPrefix+"alpha")
 		spoil(bin)
 		h := start(t, Options{PluginDirs: []string{dir}, Specs: []catalog.Spec{{Plugin: "alpha", Upstream: up.URL}}})
-		waitFor(t, 10*time.Second, "failed", func() bool { return h.plugin("alpha").State == StateFailed })
+		waitfor.Cond(t, 10*time.Second, "failed", func() bool { return h.plugin("alpha").State == StateFailed })
 		p := h.plugin("alpha")
 		if !strings.Contains(p.LastError, "refusing to pin "+bin+" on first use: "+want) || strings.Contains(p.LastError, "\n") {
 			t.Errorf("last error = %q", p.LastError)
@@ -384,7 +394,7 @@ func TestReloadDropsNoRequest(t *testing.T) {
 		PluginDirs: []string{dir},
 		Specs:      []catalog.Spec{{Plugin: "web", Settings: map[string]string{"serve": "true"}}},
 	})
-	waitFor(t, 10*time.Second, "web healthy", func() bool { return h.service("web").Health == catalog.HealthHealthy })
+	waitfor.Cond(t, 10*time.Second, "web healthy", func() bool { return h.service("web").Health == catalog.HealthHealthy })
 	oldPID := h.plugin("web").PID
 	oldSum := h.plugin("web").SHA256
 
@@ -445,7 +455,7 @@ func TestReloadDropsNoRequest(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 5*time.Second, "traffic", func() bool { return ok.Load() > 50 })
+	waitfor.Cond(t, 5*time.Second, "traffic", func() bool { return ok.Load() > 50 })
 
 	// A new build: same code, other checksum.
 	newBin := filepath.Join(t.TempDir(), BinaryPrefix+"web")
@@ -464,9 +474,9 @@ func TestReloadDropsNoRequest(t *testing.T) {
 	if p.PID == oldPID || p.SHA256 == oldSum || p.State != StateRunning {
 		t.Errorf("after reload: %+v (old pid %d)", p, oldPID)
 	}
-	waitFor(t, 10*time.Second, "old process stopped", func() bool { return !alive(oldPID) })
+	waitfor.Cond(t, 10*time.Second, "old process stopped", func() bool { return !alive(oldPID) })
 	before := ok.Load()
-	waitFor(t, 5*time.Second, "traffic after the old process stopped", func() bool { return ok.Load() > before+50 })
+	waitfor.Cond(t, 5*time.Second, "traffic after the old process stopped", func() bool { return ok.Load() > before+50 })
 	close(stop)
 	wg.Wait()
 
@@ -485,7 +495,7 @@ func TestReloadDropsNoRequest(t *testing.T) {
 func TestReloadKeepsOldOnBadBinary(t *testing.T) {
 	up := upstream(t, "ok")
 	h := start(t, Options{PluginDirs: []string{pluginDir(t, "alpha")}, Specs: []catalog.Spec{{Plugin: "alpha", Upstream: up.URL}}})
-	waitFor(t, 10*time.Second, "running", func() bool { return h.plugin("alpha").State == StateRunning })
+	waitfor.Cond(t, 10*time.Second, "running", func() bool { return h.plugin("alpha").State == StateRunning })
 	pid := h.plugin("alpha").PID
 	// Replace the pinned binary (writing to it in place fails while it
 	// runs): the reload is refused, the old process keeps serving.
@@ -527,7 +537,8 @@ func runChild() {
 		os.Exit(2)
 	}
 	go m.Run(context.Background())
-	for i := 0; i < 500; i++ {
+	timeout := time.After(10 * time.Second)
+	for {
 		var pids []string
 		for _, p := range m.List() {
 			if p.State == StateRunning && p.PID != 0 {
@@ -538,9 +549,15 @@ func runChild() {
 			fmt.Println("PIDS", strings.Join(pids, " "))
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-m.Changes(): // a plugin started (or changed): look again
+		case <-timeout:
+			fmt.Println("ERR plugins not running after 10 s")
+			os.Exit(2)
+		}
 	}
-	time.Sleep(time.Minute) // the parent kills us long before
+	// Nothing to wait for: the parent kills us (long before a minute).
+	time.Sleep(time.Minute)
 	os.Exit(0)
 }
 
@@ -600,7 +617,7 @@ func TestNoOrphansWhenHostIsKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	waitFor(t, 10*time.Second, "plugins of the killed host to die", func() bool {
+	waitfor.Cond(t, 10*time.Second, "plugins of the killed host to die", func() bool {
 		for _, pid := range pids {
 			if alive(pid) {
 				return false

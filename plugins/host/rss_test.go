@@ -10,10 +10,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/booture/booture/catalog"
+	"github.com/booture/booture/internal/waitfor"
 )
 
 // BenchmarkPluginIdleRSS reports the resident memory of an idle
@@ -27,7 +29,9 @@ func BenchmarkPluginIdleRSS(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/booture-plugin-nextcloud").CombinedOutput(); err != nil {
 		b.Fatalf("building: %v\n%s", err, out)
 	}
+	var probes atomic.Int32 // the plugin's health probes of its upstream
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		probes.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"installed":true,"maintenance":false,"needsDbUpgrade":false}`))
 	}))
@@ -52,16 +56,15 @@ func BenchmarkPluginIdleRSS(b *testing.B) {
 	go func() { m.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 	var pid int
-	for i := 0; i < 500 && pid == 0; i++ {
+	waitfor.Cond(b, 10*time.Second, "the plugin running", func() bool {
 		if p := m.List()[0]; p.State == StateRunning {
 			pid = p.PID
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if pid == 0 {
-		b.Fatalf("plugin not running: %+v", m.List())
-	}
-	time.Sleep(3 * time.Second) // a few health polls, then idle
+		return pid != 0
+	})
+	// A few health polls (each probes the upstream), then idle.
+	polled := probes.Load()
+	waitfor.Cond(b, 20*time.Second, "three health polls", func() bool { return probes.Load() >= polled+3 })
 	b.ResetTimer()
 	var kib int
 	for i := 0; i < b.N; i++ {

@@ -10,7 +10,8 @@
 // Settings of a well-behaved plugin's services: mode (bad-upstream,
 // foreign-host, other-service-host, duplicate: return invalid routes),
 // serve=true (serve HTTP itself, answering "pid N", and route to that),
-// control=DIR (a file DIR/hang makes the next Health hang; it is consumed),
+// control=DIR (a file DIR/hang makes the next Health hang; it is consumed;
+// each Health call appends a line to DIR/polls),
 // callback=true (ask the host for the bootures and report them in a note).
 package main
 
@@ -129,6 +130,10 @@ func (p *testPlugin) Health(context.Context) (sdk.Health, error) {
 	control := append([]string(nil), p.control...)
 	p.mu.Unlock()
 	for _, d := range control {
+		if f, err := os.OpenFile(filepath.Join(d, "polls"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			f.WriteString("health\n")
+			f.Close()
+		}
 		if os.Remove(filepath.Join(d, "hang")) == nil {
 			time.Sleep(time.Hour) // hung: the host must kill us
 		}
