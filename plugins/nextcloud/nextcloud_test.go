@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/booture/booture/internal/waitfor"
 	"github.com/booture/booture/plugins/sdk"
 	"github.com/booture/booture/plugins/sdk/sdktest"
 )
@@ -197,26 +198,18 @@ func TestOccAppliesSettings(t *testing.T) {
 	if len(resp.Notes) != 1 || !strings.Contains(resp.Notes[0].Text, "with occ") {
 		t.Errorf("notes = %+v", resp.Notes)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	waitfor.NoError(t, 10*time.Second, "the config check healthy", func() error {
 		h, err := conn.Health(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		var cfg sdk.Check
 		for _, c := range h.Checks {
-			if c.Name == "config" {
-				cfg = c
+			if c.Name == "config" && c.State == sdk.StateHealthy {
+				return nil
 			}
 		}
-		if cfg.State == sdk.StateHealthy {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("config check = %+v", cfg)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("checks %+v", h.Checks)
+	})
 	occ.mu.Lock()
 	defer occ.mu.Unlock()
 	want := map[string][]string{

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -114,31 +115,45 @@ func TestLevelFromEnv(t *testing.T) {
 	}
 }
 
+// TestWatchParentCallsGone runs the parent watch on synctest's clock: it
+// notices a parent that is gone at its first look, and with a live parent
+// it looks every period for a minute without calling gone, until ctx ends.
 func TestWatchParentCallsGone(t *testing.T) {
-	var called atomic.Bool
-	done := make(chan struct{})
-	go func() {
-		watchParent(context.Background(), os.Getppid()+1000000, 10*time.Millisecond, func() { called.Store(true) })
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("watchParent did not notice")
-	}
-	if !called.Load() {
-		t.Error("gone not called")
-	}
-	// While the parent lives, it waits for ctx.
-	ctx, cancel := context.WithCancel(context.Background())
-	done = make(chan struct{})
-	go func() {
-		watchParent(ctx, os.Getppid(), 10*time.Millisecond, func() { t.Error("gone called with a live parent") })
-		close(done)
-	}()
-	time.Sleep(50 * time.Millisecond)
-	cancel()
-	<-done
+	synctest.Test(t, func(t *testing.T) {
+		var called atomic.Bool
+		done := make(chan struct{})
+		go func() {
+			watchParent(context.Background(), os.Getppid()+1000000, 10*time.Millisecond, func() { called.Store(true) })
+			close(done)
+		}()
+		time.Sleep(10 * time.Millisecond)
+		synctest.Wait()
+		select {
+		case <-done:
+		default:
+			t.Fatal("watchParent did not notice at its first look")
+		}
+		if !called.Load() {
+			t.Error("gone not called")
+		}
+
+		// While the parent lives, it waits for ctx.
+		ctx, cancel := context.WithCancel(context.Background())
+		done = make(chan struct{})
+		go func() {
+			watchParent(ctx, os.Getppid(), 10*time.Millisecond, func() { t.Error("gone called with a live parent") })
+			close(done)
+		}()
+		time.Sleep(time.Minute) // 6000 looks
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("watchParent returned with a live parent before ctx ended")
+		default:
+		}
+		cancel()
+		<-done
+	})
 }
 
 type panicky struct{}
