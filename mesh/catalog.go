@@ -27,6 +27,11 @@ import (
 // Messages are versioned JSON: a daemon ignores fields it does not know, and
 // an old daemon ignores the message types it does not know, so bootures of
 // different versions interoperate (an old one simply lists no services).
+//
+// Since version 2 a catalog carries its owner's signature (sign.go): any
+// booture could otherwise answer in another's name. An unsigned catalog is
+// taken only from a booture whose record is unsigned too (an older daemon,
+// see upsertLocked).
 
 // Catalog message types.
 const (
@@ -51,6 +56,37 @@ type catalogMsg struct {
 	Key      Key               `json:"key"`
 	Version  int64             `json:"version"`
 	Services []catalog.Service `json:"services"`
+	// Signed is set when the message carried a valid signature.
+	Signed bool `json:"-"`
+}
+
+// catalogWire is a catalog message as sent: the services are signed as
+// their exact bytes.
+type catalogWire struct {
+	V        int             `json:"v"`
+	From     string          `json:"from"`
+	Key      Key             `json:"key"`
+	Version  int64           `json:"version"`
+	Services json.RawMessage `json:"services"`
+	Sig      Signature       `json:"sig,omitzero"`
+}
+
+// catalogVersion is the version of the catalog messages this daemon sends.
+const catalogVersion = 2
+
+// encodeCatalog encodes and signs a catalog message.
+func encodeCatalog(priv Key, from string, version int64, services []catalog.Service, c *sigCost) ([]byte, error) {
+	if services == nil {
+		services = []catalog.Service{}
+	}
+	raw, err := json.Marshal(services)
+	if err != nil {
+		return nil, err
+	}
+	key := priv.Public()
+	w := catalogWire{V: catalogVersion, From: from, Key: key, Version: version, Services: raw,
+		Sig: sign(priv, catalogMessage(from, key, version, raw), c)}
+	return json.Marshal(w)
 }
 
 // peerCatalog is another booture's catalog as last received.
@@ -73,6 +109,7 @@ func (n *Node) SetServices(svcs []catalog.Service) {
 	}
 	now := n.now()
 	n.localServices, n.servicesSet = svcs, true
+	n.catalogSent = nil
 	// Version 0 means "no services": nobody needs to ask.
 	n.st.Self.Catalog = 0
 	if len(svcs) > 0 {
@@ -192,10 +229,10 @@ func (n *Node) handleCatalogRequest(b []byte) {
 		return
 	}
 	n.mu.Lock()
-	msg := catalogMsg{V: 1, From: n.st.Self.Name, Key: n.pub, Version: n.st.Self.Catalog, Services: n.localServices}
+	body, err := n.catalogAnswerLocked()
 	n.mu.Unlock()
-	body, err := json.Marshal(msg)
 	if err != nil {
+		n.log.Error("encoding our catalog", "err", err)
 		return
 	}
 	for _, m := range ml.Members() {
@@ -208,9 +245,24 @@ func (n *Node) handleCatalogRequest(b []byte) {
 	}
 }
 
+// catalogAnswerLocked returns our catalog as sent, signed once per
+// version: every booture asks for each version.
+func (n *Node) catalogAnswerLocked() ([]byte, error) {
+	self := n.st.Self
+	if n.catalogSent == nil || n.catalogSentFor != self.Catalog || n.catalogSentName != self.Name {
+		// SetServices drops it when the services change.
+		b, err := encodeCatalog(n.priv, self.Name, self.Catalog, n.localServices, &n.signing)
+		if err != nil {
+			return nil, err
+		}
+		n.catalogSent, n.catalogSentFor, n.catalogSentName = b, self.Catalog, self.Name
+	}
+	return n.catalogSent, nil
+}
+
 // handleCatalog stores a catalog received from its owner.
 func (n *Node) handleCatalog(b []byte) {
-	msg, err := decodeCatalog(b)
+	msg, err := decodeCatalog(&n.verifier, b)
 	if err != nil {
 		n.log.Warn("dropping malformed service catalog", "err", err)
 		return
@@ -219,6 +271,14 @@ func (n *Node) handleCatalog(b []byte) {
 	r, ok := n.roster[msg.Key]
 	if !ok || r.Name != msg.From {
 		n.mu.Unlock()
+		return
+	}
+	if !msg.Signed && !r.Sig.IsZero() {
+		first := n.firstLocked(msg.Key, "unsigned catalog")
+		n.mu.Unlock()
+		if first {
+			n.log.Warn("dropping an unsigned catalog in the name of a booture that signs its own (a forgery, or a bug)", "peer", msg.From)
+		}
 		return
 	}
 	pc := n.catalogs[msg.Key]
@@ -238,17 +298,31 @@ func (n *Node) handleCatalog(b []byte) {
 }
 
 // decodeCatalog parses and checks a catalog message from another booture:
-// every service must belong to its sender and carry valid fields.
-func decodeCatalog(b []byte) (catalogMsg, error) {
+// every service must belong to its sender and carry valid fields, and a
+// signature, if any, must be the key's (version 2 messages must have one).
+func decodeCatalog(v *verifier, b []byte) (catalogMsg, error) {
 	var msg catalogMsg
 	if len(b) > maxCatalogBytes {
 		return msg, errors.New("catalog too large")
 	}
-	if err := json.Unmarshal(b, &msg); err != nil {
+	var w catalogWire
+	if err := json.Unmarshal(b, &w); err != nil {
 		return msg, err
 	}
+	msg = catalogMsg{V: w.V, From: w.From, Key: w.Key, Version: w.Version}
 	if msg.V < 1 {
 		return msg, fmt.Errorf("catalog version %d is not supported", msg.V)
+	}
+	if len(w.Services) > 0 && string(w.Services) != "null" {
+		if err := json.Unmarshal(w.Services, &msg.Services); err != nil {
+			return msg, fmt.Errorf("catalog services: %w", err)
+		}
+	}
+	if msg.V >= catalogVersion || !w.Sig.IsZero() {
+		if !v.verify(w.Key, catalogMessage(w.From, w.Key, w.Version, w.Services), w.Sig) {
+			return msg, fmt.Errorf("catalog of %s: %w", w.From, errBadSignature)
+		}
+		msg.Signed = true
 	}
 	if err := names.Check(msg.From); err != nil {
 		return msg, err

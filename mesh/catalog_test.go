@@ -67,7 +67,7 @@ func TestDecodeCatalogRejects(t *testing.T) {
 	k, _ := NewPrivateKey()
 	good := catalogMsg{V: 1, From: "b1", Key: k.Public(), Version: 5, Services: []catalog.Service{svc("b1", "cloud", catalog.HealthHealthy)}}
 	b, _ := json.Marshal(good)
-	if _, err := decodeCatalog(b); err != nil {
+	if _, err := decodeCatalog(new(verifier), b); err != nil {
 		t.Fatal(err)
 	}
 	for name, mutate := range map[string]func(*catalogMsg){
@@ -82,7 +82,7 @@ func TestDecodeCatalogRejects(t *testing.T) {
 		m.Services = append([]catalog.Service(nil), good.Services...)
 		mutate(&m)
 		b, _ := json.Marshal(m)
-		if _, err := decodeCatalog(b); err == nil {
+		if _, err := decodeCatalog(new(verifier), b); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -94,7 +94,7 @@ func FuzzDecodeCatalog(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte(`{"v":1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		msg, err := decodeCatalog(b)
+		msg, err := decodeCatalog(new(verifier), b)
 		if err != nil {
 			return
 		}

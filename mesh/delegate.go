@@ -33,7 +33,8 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	n := (*Node)(d)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	b, err := encodeMeta(&n.st.Self)
+	self := n.selfLocked()
+	b, err := encodeMeta(&self)
 	if err != nil || len(b) > limit {
 		n.log.Error("node metadata does not fit", "bytes", len(b), "limit", limit, "err", err)
 		return nil
@@ -84,7 +85,7 @@ func (d *delegate) LocalState(join bool) []byte {
 	n := (*Node)(d)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ps := pushState{V: 1, Revoked: n.st.Revoked, Records: []Record{n.st.Self}}
+	ps := pushState{V: 1, Revoked: n.st.Revoked, Records: []Record{n.selfLocked()}}
 	for k, r := range n.roster {
 		if !n.isLiveLocked(k) {
 			ps.Records = append(ps.Records, r)
@@ -201,7 +202,7 @@ func (n *Node) decodeMetaLocked(name string, gossip netip.AddrPort, b []byte) (R
 	if e, ok := n.metas[name]; ok && e.gossip == gossip && e.meta == string(b) {
 		return e.rec, e.err
 	}
-	r, err := decodeMeta(name, gossip, b)
+	r, err := decodeMeta(&n.verifier, name, gossip, b)
 	if n.metas == nil || len(n.metas) > 4*MaxSite {
 		n.metas = make(map[string]metaEntry)
 	}
@@ -209,26 +210,46 @@ func (n *Node) decodeMetaLocked(name string, gossip netip.AddrPort, b []byte) (R
 	return r, err
 }
 
-// upsertLocked merges r into the roster. live says r comes from the
-// booture's own metadata (it is alive now). It reports whether something
-// the network plan depends on changed.
+// upsertLocked merges r, received from the network, into the roster. live
+// says r comes from the booture's own metadata (it is alive now), which
+// decodeMeta has checked. It reports whether something the network plan
+// depends on changed.
+//
+// A record must be signed by the key it names (sign.go), with times no
+// further ahead than maxClockSkew; of two records of one key, a signed one
+// beats an unsigned one, then the higher generation wins. Unsigned records
+// come from daemons older than signatures: they are taken, so that a mesh
+// keeps working while its bootures upgrade one by one, but only for a key
+// no signed record is held for. So once a booture has upgraded (and its
+// signed record has reached this one), nobody can speak for it any more;
+// until then, it is no worse off than before.
 func (n *Node) upsertLocked(r Record, live bool) bool {
 	if r.PublicKey == n.pub || n.revokedLocked(r.PublicKey) {
 		return false
 	}
+	old, ok := n.roster[r.PublicKey]
+	if err := n.vetLocked(&r, old, ok, live); err != nil {
+		n.refusedLocked(r, err)
+		return false
+	}
 	now := n.now().UnixMilli()
+	// What others saw is not signed: it may not be from the future.
+	r.SeenAt, r.LeftAt = min(r.SeenAt, now), min(r.LeftAt, now)
 	if live {
 		r.SeenAt = now
 	}
-	old, ok := n.roster[r.PublicKey]
 	if ok {
 		r.SeenAt = max(r.SeenAt, old.SeenAt)
 		r.LeftAt = max(r.LeftAt, old.LeftAt)
-		if old.Gen > r.Gen {
+		keepOld := old.Gen > r.Gen
+		if old.Sig.IsZero() != r.Sig.IsZero() {
+			keepOld = r.Sig.IsZero()
+		}
+		if keepOld {
 			old.SeenAt, old.LeftAt = r.SeenAt, r.LeftAt
 			r = old
-		} else if !r.Gossip.IsValid() {
-			r.Gossip = old.Gossip
+		} else if r.Sig.IsZero() && !r.Gossip.IsValid() {
+			r.Gossip = old.Gossip // a signed record is kept as signed
 		}
 	}
 	n.roster[r.PublicKey] = r
@@ -249,6 +270,67 @@ func (n *Node) upsertLocked(r Record, live bool) bool {
 	}
 	return r.Site != old.Site || r.Endpoint != old.Endpoint || r.Gossip != old.Gossip ||
 		r.Left() != old.Left() || r.Name != old.Name
+}
+
+// errUnsignedAfterSigned refuses an unsigned record of a booture whose
+// signed record is held.
+var errUnsignedAfterSigned = errors.New("unsigned, but its owner signs its records")
+
+// vetLocked checks a record received from the network against the one held
+// for its key (old, if had): see upsertLocked.
+func (n *Node) vetLocked(r *Record, old Record, had, checked bool) error {
+	if err := checkTimes(r, n.now()); err != nil {
+		return err
+	}
+	switch {
+	case r.Sig.IsZero():
+		if had && !old.Sig.IsZero() {
+			return errUnsignedAfterSigned
+		}
+	case checked, had && sameSigned(r, &old):
+	case !n.verifier.verifyRecord(r):
+		return fmt.Errorf("record of %s: %w", r.Name, errBadSignature)
+	}
+	return nil
+}
+
+// refusedLocked logs a refused record, once per key and reason: gossip
+// brings the same record again and again. A record with a bad signature is
+// a forgery (or a bug) and is logged as a warning; the others are not
+// alarming (an inviter's unsigned record of a booture it admitted, a clock
+// out of step).
+func (n *Node) refusedLocked(r Record, err error) {
+	if !n.firstLocked(r.PublicKey, err.Error()) {
+		return
+	}
+	switch {
+	case errors.Is(err, errBadSignature):
+		n.log.Warn("refusing a record not signed by the booture it names (a forgery, or a bug)", "peer", r.Name, "key", r.PublicKey.String())
+	case errors.Is(err, errFuture):
+		n.log.Warn("refusing a record from the future: check that both bootures' clocks are right", "peer", r.Name, "err", err)
+	default:
+		n.log.Debug("refusing a record", "peer", r.Name, "err", err)
+	}
+}
+
+// firstLocked reports whether what is said of key is said for the first
+// time (since start, or since the memory of it was last cleared).
+func (n *Node) firstLocked(key Key, what string) bool {
+	if n.said == nil || len(n.said) > 4*MaxSite {
+		n.said = make(map[said]bool)
+	}
+	k := said{key, what}
+	if n.said[k] {
+		return false
+	}
+	n.said[k] = true
+	return true
+}
+
+// said is something logged once about a booture.
+type said struct {
+	key  Key
+	what string
 }
 
 func (n *Node) revokedLocked(k Key) bool {
@@ -315,6 +397,14 @@ func (e *events) notifyLive(m *memberlist.Node) {
 		return
 	}
 	changed := n.upsertLocked(r, true)
+	if _, ok := n.roster[r.PublicKey]; !ok {
+		n.mu.Unlock() // refused (and logged)
+		return
+	}
+	if r.Sig.IsZero() && n.firstLocked(r.PublicKey, "unsigned") {
+		n.log.Warn("booture runs a daemon too old to sign its record: accepted until it upgrades, but others could speak for it meanwhile",
+			"peer", m.Name, "version", r.Version)
+	}
 	wasLive := n.isLiveLocked(r.PublicKey)
 	if !wasLive {
 		n.liveKeys[r.PublicKey] = n.now()
@@ -365,6 +455,11 @@ func (e *events) NotifyAlive(m *memberlist.Node) error {
 	}
 	if n.revokedLocked(r.PublicKey) {
 		return fmt.Errorf("booture %s was expelled", m.Name)
+	}
+	old, had := n.roster[r.PublicKey]
+	if err := n.vetLocked(&r, old, had, true); err != nil {
+		n.refusedLocked(r, err)
+		return fmt.Errorf("booture %s: %w", m.Name, err)
 	}
 	if old, ok := n.byNameLocked(m.Name); ok && old.PublicKey != r.PublicKey && !old.Left() {
 		return fmt.Errorf("booture %s presents another key than the one the mesh knows", m.Name)

@@ -21,7 +21,7 @@ func FuzzDecodeMeta(f *testing.F) {
 	f.Add("b", []byte(`{"v":2,"k":"AAAA","s":1}`))
 	f.Add("", []byte(`{}`))
 	f.Fuzz(func(t *testing.T, name string, b []byte) {
-		r, err := decodeMeta(name, netip.MustParseAddrPort("198.51.100.2:7946"), b)
+		r, err := decodeMeta(new(verifier), name, netip.MustParseAddrPort("198.51.100.2:7946"), b)
 		if err != nil {
 			return
 		}
@@ -32,7 +32,7 @@ func FuzzDecodeMeta(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoding: %v", err)
 		}
-		r2, err := decodeMeta(name, r.Gossip, again)
+		r2, err := decodeMeta(new(verifier), name, r.Gossip, again)
 		if err != nil || r2 != r {
 			t.Fatalf("round trip changed the record: %+v vs %+v (%v)", r, r2, err)
 		}

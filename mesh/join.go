@@ -123,7 +123,7 @@ func (n *Node) summaryLocked() Summary {
 // payloadLocked returns our credentials, roster and revocations.
 func (n *Node) payloadLocked() *credsPayload {
 	p := &credsPayload{Creds: n.st.Creds, Revoked: append([]Revocation(nil), n.st.Revoked...)}
-	p.Roster = append(p.Roster, n.st.Self)
+	p.Roster = append(p.Roster, n.selfLocked())
 	for _, r := range n.roster {
 		p.Roster = append(p.Roster, r)
 	}
@@ -210,7 +210,7 @@ func (n *Node) redeem(ctx context.Context, addr netip.AddrPort, tok Token) (Join
 
 	key := tokenKey(tok.Secret[:])
 	n.mu.Lock()
-	req := joinRequest{Self: n.st.Self, Summary: n.summaryLocked()}
+	req := joinRequest{Self: n.selfLocked(), Summary: n.summaryLocked()}
 	n.mu.Unlock()
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -419,7 +419,7 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 	}
 	ours := n.summaryLocked()
 	prev, hadPrev := n.roster[joiner.PublicKey]
-	reply.Inviter, reply.Self = n.st.Self.Name, n.st.Self
+	reply.Inviter, reply.Self = n.st.Self.Name, n.selfLocked()
 	// A join joins the inviter's mesh; only a strictly bigger mesh on the
 	// joiner's side makes the inviter's mesh move instead (fewer bootures
 	// renumber). Catch-up settles any other difference later with Beats.
@@ -434,6 +434,9 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 		}
 		joiner.Site, joiner.SiteClaim = site, now.UnixMilli()
 		joiner.Gen = nextGen(joiner.Gen, now)
+		// Our word, not the joiner's: unsigned until the joiner's own
+		// record, signed, replaces it (see upsertLocked).
+		joiner.Sig = Signature{}
 		reply.Outcome, reply.Site, reply.Claim = "accept", site, joiner.SiteClaim
 		n.roster[joiner.PublicKey] = joiner
 		n.names = nil
@@ -510,8 +513,10 @@ func (n *Node) adopt(p *credsPayload, site int, claim int64, seeds []netip.AddrP
 		n.st.Self.Site, n.st.Self.SiteClaim = site, claim
 		selfChanged = true
 	case !sameMesh:
-		for _, r := range p.Roster {
-			if r.PublicKey != n.pub && r.Site == n.st.Self.Site && !r.Left() {
+		for _, pr := range p.Roster {
+			// What was accepted of it, not what it says.
+			r, ok := n.roster[pr.PublicKey]
+			if ok && r.Site == n.st.Self.Site && !r.Left() {
 				s, err := n.freeSiteLocked(r.Site)
 				if err != nil {
 					n.mu.Unlock()

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -165,6 +166,21 @@ type Node struct {
 	oldKeys       [][]byte // previous gossip keys still accepted for a grace period
 	closed        bool
 
+	// said is what was logged once per booture (see firstLocked).
+	said map[said]bool
+	// verifier checks the signatures of records and catalogs.
+	verifier verifier
+	// selfMsg and selfSig are the signed fields of this booture's record
+	// and their signature, as last signed (see selfLocked).
+	selfMsg []byte
+	selfSig Signature
+	signing sigCost // signatures made
+	// catalogSent is our catalog as last sent (signed), for version
+	// catalogSentFor and name catalogSentName (see catalogAnswerLocked).
+	catalogSent     []byte
+	catalogSentFor  int64
+	catalogSentName string
+
 	// tuneGossip, set by tests before Start, adjusts memberlist's
 	// configuration last.
 	tuneGossip func(*memberlist.Config)
@@ -283,6 +299,19 @@ func (n *Node) saveLocked() error {
 	}
 	n.dirty = false
 	return nil
+}
+
+// selfLocked returns this booture's record, signed. The signature is made
+// again only when a signed field changed.
+func (n *Node) selfLocked() Record {
+	r := n.st.Self
+	r.Sig = Signature{}
+	msg := recordMessage(&r)
+	if !bytes.Equal(msg, n.selfMsg) {
+		n.selfMsg, n.selfSig = msg, sign(n.priv, msg, &n.signing)
+	}
+	r.Sig = n.selfSig
+	return r
 }
 
 // PublicKey returns the booture's public key.

@@ -86,10 +86,14 @@ func Plan(in PlanInput) netcfg.Config {
 			Uplink:              in.Uplink,
 		},
 	}
+	taken := takenKeys(in)
 	if !v.Expelled {
 		for _, p := range v.Peers {
 			if !p.State.Up() || p.SiteLost || p.Site == v.Site.Number {
 				continue
+			}
+			if taken[p.PublicKey] {
+				continue // see PlanSkips
 			}
 			s := SiteOf(v.ULA, p.Site)
 			peer := netcfg.Peer{
@@ -112,7 +116,14 @@ func Plan(in PlanInput) netcfg.Config {
 			cfg.Routes = append(cfg.Routes, s.IPv4, s.IPv6)
 		}
 	}
+	added := make(map[Key]bool, len(in.Members))
 	for _, m := range in.Members {
+		// The member registry refuses both; still, never hand the
+		// applier a configuration it would refuse whole.
+		if m.PublicKey == v.Self.PublicKey || added[m.PublicKey] {
+			continue
+		}
+		added[m.PublicKey] = true
 		var allowed []netip.Prefix
 		if m.IPv4.IsValid() {
 			allowed = append(allowed, netip.PrefixFrom(m.IPv4, 32))
@@ -139,6 +150,50 @@ func Plan(in PlanInput) netcfg.Config {
 	})
 	sort.Slice(cfg.Routes, func(i, j int) bool { return cfg.Routes[i].String() < cfg.Routes[j].String() })
 	return cfg
+}
+
+// takenKeys returns the keys no booture peer may have: the VPN members'
+// and this booture's.
+func takenKeys(in PlanInput) map[Key]bool {
+	taken := make(map[Key]bool, len(in.Members)+1)
+	taken[in.View.Self.PublicKey] = true
+	for _, m := range in.Members {
+		taken[m.PublicKey] = true
+	}
+	return taken
+}
+
+// SkippedPeer is a booture that Plan leaves out because its public key is
+// taken: by a VPN member of this booture, or by this booture itself.
+// WireGuard cannot have two peers with one key, and a configuration with
+// two would be refused whole, and with it every later change of the
+// network. The member wins: it was there first (the member registry refuses
+// a booture's key), and the booture could only have its key by sharing the
+// member's private key, or by a mistake.
+type SkippedPeer struct {
+	Name string
+	Key  Key
+	// Member is set when the key is a VPN member's (else it is ours).
+	Member bool
+}
+
+// PlanSkips returns the bootures Plan(in) leaves out for their keys, for
+// the caller to report.
+func PlanSkips(in PlanInput) []SkippedPeer {
+	if in.View.Expelled {
+		return nil
+	}
+	taken := takenKeys(in)
+	var out []SkippedPeer
+	for _, p := range in.View.Peers {
+		if !p.State.Up() || p.SiteLost || p.Site == in.View.Site.Number {
+			continue
+		}
+		if taken[p.PublicKey] {
+			out = append(out, SkippedPeer{Name: p.Name, Key: p.PublicKey, Member: p.PublicKey != in.View.Self.PublicKey})
+		}
+	}
+	return out
 }
 
 // initiates reports whether self starts the first handshake with peer.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"time"
 
@@ -36,6 +37,10 @@ type Record struct {
 	// Catalog is the version of the booture's service catalog; the
 	// catalog itself is fetched from the booture when it changes.
 	Catalog int64 `json:"catalog,omitempty"`
+	// Sig is the owner's signature of the fields it sets (see sign.go).
+	// It is zero on an older daemon's record, and on the record an
+	// inviter holds for a booture it admitted until that booture speaks.
+	Sig Signature `json:"sig,omitzero"`
 }
 
 // Left reports whether the booture left the mesh after its last change.
@@ -58,16 +63,59 @@ func (r *Record) Validate() error {
 	if len(r.Version) > 32 {
 		return fmt.Errorf("record of %s: version string too long", r.Name)
 	}
+	if r.Gen < 0 || r.SiteClaim < 0 || r.Catalog < 0 || r.LeftAt < 0 || r.SeenAt < 0 {
+		return fmt.Errorf("record of %s: negative time", r.Name)
+	}
+	return nil
+}
+
+// sameSigned reports whether a and b carry the same signed fields and
+// signature: one already checked needs no second check.
+func sameSigned(a, b *Record) bool {
+	return a.Sig == b.Sig && a.Name == b.Name && a.PublicKey == b.PublicKey && a.Site == b.Site &&
+		a.SiteClaim == b.SiteClaim && a.Endpoint == b.Endpoint && a.Gossip == b.Gossip &&
+		a.Version == b.Version && a.Gen == b.Gen && a.Catalog == b.Catalog
+}
+
+// maxClockSkew is how far ahead of a booture's clock the times in a record
+// it receives may be. Generations, site claims and catalog versions are
+// timestamps (Unix ms) taken by their owner: one further ahead is refused,
+// so that no record can take a generation near the maximum and win every
+// later merge. Two minutes leave room for clocks that NTP keeps loosely in
+// step; a booture whose clock is further behind ignores the others' newest
+// records until its clock is right (and says so).
+const maxClockSkew = 2 * time.Minute
+
+// errFuture refuses a record from the future.
+var errFuture = errors.New("dated in the future (its clock or ours is wrong)")
+
+// checkTimes refuses a record whose owner's times are more than
+// maxClockSkew ahead of now.
+func checkTimes(r *Record, now time.Time) error {
+	limit := now.Add(maxClockSkew).UnixMilli()
+	switch {
+	case r.Gen > limit:
+		return fmt.Errorf("record of %s: generation %w", r.Name, errFuture)
+	case r.SiteClaim > limit:
+		return fmt.Errorf("record of %s: site claim %w", r.Name, errFuture)
+	case r.Catalog > limit:
+		return fmt.Errorf("record of %s: catalog version %w", r.Name, errFuture)
+	}
 	return nil
 }
 
 // metaLimit is memberlist's limit for node metadata.
 const metaLimit = 512
 
-// metaVersion is the version of the node metadata encoding. Decoders accept
-// any version >= 1 and ignore fields they do not know, so that bootures of
-// different daemon versions understand each other.
-const metaVersion = 1
+// Versions of the node metadata encoding. Decoders accept any version >= 1
+// and ignore fields they do not know, so that bootures of different daemon
+// versions understand each other. Version 2 adds the owner's signature, and
+// a version 2 record without one is refused; version 1 (older daemons) is
+// unsigned, and what the mesh does with it is told at upsertLocked.
+const (
+	metaUnsigned = 1
+	metaSigned   = 2
+)
 
 // nodeMeta is the small record each booture attaches to its gossip identity
 // (memberlist node metadata). The name and gossip address come from
@@ -81,13 +129,19 @@ type nodeMeta struct {
 	Version  string         `json:"ver,omitempty"`
 	Gen      int64          `json:"g"`
 	Catalog  int64          `json:"cv,omitempty"`
+	Sig      Signature      `json:"sig,omitzero"`
 }
 
-// encodeMeta returns the node metadata of r.
+// encodeMeta returns the node metadata of r: signed (version 2) if r
+// carries a signature.
 func encodeMeta(r *Record) ([]byte, error) {
+	v := metaSigned
+	if r.Sig.IsZero() {
+		v = metaUnsigned
+	}
 	b, err := json.Marshal(nodeMeta{
-		V: metaVersion, Key: r.PublicKey, Site: r.Site, Claim: r.SiteClaim,
-		Endpoint: r.Endpoint, Version: r.Version, Gen: r.Gen, Catalog: r.Catalog,
+		V: v, Key: r.PublicKey, Site: r.Site, Claim: r.SiteClaim,
+		Endpoint: r.Endpoint, Version: r.Version, Gen: r.Gen, Catalog: r.Catalog, Sig: r.Sig,
 	})
 	if err != nil {
 		return nil, err
@@ -99,9 +153,11 @@ func encodeMeta(r *Record) ([]byte, error) {
 }
 
 // decodeMeta parses node metadata received from the network into a Record
-// for the named booture at the given gossip address. It never panics and
-// rejects anything malformed.
-func decodeMeta(name string, gossip netip.AddrPort, b []byte) (Record, error) {
+// for the named booture at the given gossip address, and checks its
+// signature (the name and gossip address are signed too). It never panics
+// and rejects anything malformed or signed by another key; an unsigned
+// record (version 1) is returned with a zero Sig.
+func decodeMeta(v *verifier, name string, gossip netip.AddrPort, b []byte) (Record, error) {
 	if len(b) == 0 {
 		return Record{}, errors.New("empty node metadata")
 	}
@@ -122,14 +178,28 @@ func decodeMeta(name string, gossip netip.AddrPort, b []byte) (Record, error) {
 	if err := r.Validate(); err != nil {
 		return Record{}, err
 	}
+	if m.V >= metaSigned {
+		r.Sig = m.Sig
+		if !v.verifyRecord(&r) {
+			return Record{}, fmt.Errorf("record of %s: %w", name, errBadSignature)
+		}
+	}
 	return r, nil
 }
 
-// nextGen returns a generation greater than prev and at least now.
+// errBadSignature refuses a record or catalog its owner did not sign.
+var errBadSignature = errors.New("not signed by its owner's key")
+
+// nextGen returns a generation greater than prev and at least now (it
+// stays at the maximum rather than wrap around). Generations only grow: a
+// record another booture holds must never beat its owner's next one.
 func nextGen(prev int64, now time.Time) int64 {
 	g := now.UnixMilli()
 	if g <= prev {
-		g = prev + 1
+		g = prev
+		if g < math.MaxInt64 {
+			g++
+		}
 	}
 	return g
 }

@@ -57,7 +57,7 @@ func benchScale(b *testing.B, count, batch int, idle time.Duration, profile Prof
 	daemonLike := func(c *Config) { c.Profile, c.RejoinInterval = profile, 5*time.Second }
 	seed := startTestNode(b, "n1", "", Key{}, daemonLike)
 	seed.mu.Lock()
-	creds, seedRec := seed.st.Creds, seed.st.Self
+	creds, seedRec := seed.st.Creds, seed.selfLocked()
 	seed.mu.Unlock()
 	nodes := []*testNode{seed}
 	if path := os.Getenv("BOOTURE_SCALE_CPUPROFILE"); path != "" {
@@ -101,12 +101,20 @@ func benchScale(b *testing.B, count, batch int, idle time.Duration, profile Prof
 
 	settled := settleGossip(nodes)
 	b.ReportMetric(settled.Seconds(), "s-to-settle")
+	sigs0 := totalSigCost(nodes)
+	b.ReportMetric(float64(sigs0.checks)/float64(count), "sig-checks/node-joining")
+	b.ReportMetric(float64(sigs0.signs)/float64(count), "signs/node-joining")
+	b.ReportMetric(sigs0.perOp(), "us/sig-op")
+	b.ReportMetric(sigs0.share(cpuTime()), "sig-%-of-cpu-joining")
 	in0, out0 := totalGossip(nodes)
 	cpu0 := cpuTime()
 	repairs0 := totalRepairs(nodes)
 	time.Sleep(idle)
 	in1, out1 := totalGossip(nodes)
 	cpu := cpuTime() - cpu0
+	sigs := totalSigCost(nodes).minus(sigs0)
+	b.ReportMetric(float64(sigs.checks)/idle.Seconds()/float64(count), "sig-checks/s/node-idle")
+	b.ReportMetric(sigs.share(cpu), "sig-%-of-cpu-idle")
 	b.ReportMetric(float64(repairs0), "repairs-joining")
 	b.ReportMetric(float64(totalRepairs(nodes)-repairs0), "repairs-idle")
 	perNode := float64(out1-out0) / idle.Seconds() / float64(count)
@@ -218,6 +226,41 @@ func totalRepairs(nodes []*testNode) (k int64) {
 		k += n.repairs.Load()
 	}
 	return k
+}
+
+// sigTotals adds up the signatures the nodes made and checked (sign.go).
+type sigTotals struct {
+	checks, signs int64
+	nanos         time.Duration
+}
+
+func totalSigCost(nodes []*testNode) (t sigTotals) {
+	for _, n := range nodes {
+		t.checks += n.verifier.checks.count.Load()
+		t.signs += n.signing.count.Load()
+		t.nanos += time.Duration(n.verifier.checks.nanos.Load() + n.signing.nanos.Load())
+	}
+	return t
+}
+
+func (t sigTotals) minus(o sigTotals) sigTotals {
+	return sigTotals{t.checks - o.checks, t.signs - o.signs, t.nanos - o.nanos}
+}
+
+// perOp is the mean time of one signature made or checked, in µs.
+func (t sigTotals) perOp() float64 {
+	if t.checks+t.signs == 0 {
+		return 0
+	}
+	return float64(t.nanos.Microseconds()) / float64(t.checks+t.signs)
+}
+
+// share is the part of cpu spent making and checking signatures, in %.
+func (t sigTotals) share(cpu time.Duration) float64 {
+	if cpu <= 0 {
+		return 0
+	}
+	return float64(t.nanos) / float64(cpu) * 100
 }
 
 func cpuTime() time.Duration {

@@ -77,6 +77,10 @@ type Daemon struct {
 	pubTrigger  chan struct{}
 	ctx         context.Context // the daemon's lifetime, for background work
 	wg          sync.WaitGroup
+
+	// skipped are the bootures the plan leaves out for their keys, as
+	// last logged (the reconciler's goroutine only, see desired).
+	skipped map[mesh.Key]bool
 }
 
 // advertised is where others reach this booture.
@@ -146,6 +150,7 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		view:        func() mesh.View { return d.node.View() },
 		moveMembers: d.moveMembers,
 		desired:     d.desired,
+		noteSkipped: d.noteSkipped,
 	}, cfg.Resync, log.With("subsystem", "reconcile"))
 
 	gossipPort := cfg.GossipPort
@@ -312,6 +317,28 @@ func (d *Daemon) desired(v mesh.View) (netcfg.Config, time.Duration, error) {
 		recheck = reachEnds
 	}
 	return mesh.Plan(in), recheck, nil
+}
+
+// noteSkipped logs, once each, the bootures the plan for v leaves out
+// because their key is a member's or ours (the reconciler plans at every
+// change). Only the reconciler's goroutine calls it.
+func (d *Daemon) noteSkipped(v mesh.View) {
+	members, _ := d.memberPeers(time.Now())
+	skips := mesh.PlanSkips(mesh.PlanInput{View: v, Members: members})
+	now := make(map[mesh.Key]bool, len(skips))
+	for _, s := range skips {
+		now[s.Key] = true
+		if d.skipped[s.Key] {
+			continue
+		}
+		why := "its public key is this booture's own"
+		if s.Member {
+			why = "its public key is a VPN member's"
+		}
+		d.log.Error("booture left out of the network: "+why+" (one WireGuard peer per key; the member was there first)",
+			"peer", s.Name, "public_key", s.Key.String())
+	}
+	d.skipped = now
 }
 
 // Node returns the mesh node (tests).

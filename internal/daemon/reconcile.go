@@ -52,6 +52,9 @@ type reconcileSteps struct {
 	// the plan changes with time alone (0: not before something happens).
 	// It has no side effect.
 	desired func(mesh.View) (netcfg.Config, time.Duration, error)
+	// noteSkipped, if set, reports the bootures the plan for the view
+	// leaves out (see mesh.PlanSkips), once each.
+	noteSkipped func(mesh.View)
 }
 
 // errStopping answers API applies once the reconciler has stopped.
@@ -143,6 +146,9 @@ func (r *reconciler) apply(ctx context.Context) (time.Duration, error) {
 	err := r.steps.moveMembers(v)
 	if err == nil {
 		cfg, recheck, err = r.steps.desired(v)
+	}
+	if err == nil && r.steps.noteSkipped != nil {
+		r.steps.noteSkipped(v)
 	}
 	if err == nil {
 		err = r.applier.Apply(ctx, cfg)
