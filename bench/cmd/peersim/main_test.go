@@ -9,6 +9,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/device"
 
+	"github.com/booture/booture/internal/waitfor"
 	"github.com/booture/booture/mesh"
 )
 
@@ -46,13 +47,9 @@ func TestDevicesHandshake(t *testing.T) {
 	if err := b.d.IpcSet(fmt.Sprintf("public_key=%s\nallowed_ip=10.77.1.0/24\n", hexKey(a.priv.Public()))); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for uapiValue(t, b.d, "last_handshake_time_sec") == "0" {
-		if time.Now().After(deadline) {
-			t.Fatal("no handshake within 10 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitfor.Cond(t, 10*time.Second, "a handshake", func() bool {
+		return uapiValue(t, b.d, "last_handshake_time_sec") != "0"
+	})
 }
 
 // uapiValue returns the first value of key in the device's UAPI dump.
