@@ -58,14 +58,20 @@ type PlanInput struct {
 	// Uplink is the interface full-tunnel traffic leaves by ("" = default
 	// route's).
 	Uplink string
+	// TCPPorts and UDPPorts are the ports the booture serves on its mesh
+	// addresses (the gateway's HTTP and DNS): the filter lets members and
+	// other bootures reach those, and no other socket of the host.
+	TCPPorts, UDPPorts []uint16
 	// Now is the time the plan is made for (keepalive timing).
 	Now time.Time
 }
 
 // Plan computes the desired WireGuard interface: one peer per booture that
 // is up (alive or suspect) with its site as allowed IPs and routes, one peer
-// per enabled member with its own addresses, and the packet filter. It is a
-// pure function: same input, same Config.
+// per enabled member with its own addresses, the packet filter, and
+// unreachable routes for the whole pools (traffic for a site without a
+// route never leaves by the default route). It is a pure function: same
+// input, same Config.
 func Plan(in PlanInput) netcfg.Config {
 	v := in.View
 	v4, v6 := v.Site.Booture()
@@ -78,12 +84,15 @@ func Plan(in PlanInput) netcfg.Config {
 			netip.PrefixFrom(v4, v.Site.IPv4.Bits()),
 			netip.PrefixFrom(v6, v.Site.IPv6.Bits()),
 		},
+		Unreachable: []netip.Prefix{PoolIPv4, v.ULA},
 		Firewall: netcfg.Firewall{
 			Enabled:             true,
 			MeshIPv4:            PoolIPv4,
 			MeshIPv6:            v.ULA,
 			AllowMemberToMember: in.AllowMemberToMember,
 			Uplink:              in.Uplink,
+			TCPPorts:            in.TCPPorts,
+			UDPPorts:            in.UDPPorts,
 		},
 	}
 	taken := takenKeys(in)

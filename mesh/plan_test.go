@@ -291,27 +291,31 @@ func TestPlan(t *testing.T) {
 
 // TestPlanInterface checks the parts of the plan that do not depend on the
 // roster: the interface, its addresses (host 1 of the site, with the site's
-// prefix length, so that the kernel routes the site to the interface) and
-// the packet filter's settings.
+// prefix length, so that the kernel routes the site to the interface), the
+// unreachable routes of the pools and the packet filter's settings.
 func TestPlanInterface(t *testing.T) {
 	in := planInput(nil, nil)
 	in.AllowMemberToMember = true
 	in.Uplink = "eth1"
+	in.TCPPorts, in.UDPPorts = []uint16{80, 53}, []uint16{53}
 	got := Plan(in)
 	self := SiteOf(planULA, planSelf.Site)
 	v4, v6 := self.Booture()
 	want := netcfg.Config{
-		Interface:  "bt0",
-		PrivateKey: planPriv.WG(),
-		ListenPort: 51820,
-		MTU:        1380,
-		Addresses:  []netip.Prefix{netip.PrefixFrom(v4, 24), netip.PrefixFrom(v6, 64)},
+		Interface:   "bt0",
+		PrivateKey:  planPriv.WG(),
+		ListenPort:  51820,
+		MTU:         1380,
+		Addresses:   []netip.Prefix{netip.PrefixFrom(v4, 24), netip.PrefixFrom(v6, 64)},
+		Unreachable: []netip.Prefix{PoolIPv4, planULA},
 		Firewall: netcfg.Firewall{
 			Enabled:             true,
 			MeshIPv4:            PoolIPv4,
 			MeshIPv6:            planULA,
 			AllowMemberToMember: true,
 			Uplink:              "eth1",
+			TCPPorts:            []uint16{80, 53},
+			UDPPorts:            []uint16{53},
 		},
 	}
 	if !reflect.DeepEqual(got, want) {

@@ -31,6 +31,9 @@ type Observed struct {
 	// Routes of the main table that go out the interface, leaving out the
 	// connected routes the kernel made for addresses.
 	Routes []netip.Prefix
+	// Unreachable are the destinations of the main table's unreachable
+	// routes of metric UnreachableMetric (those Apply made).
+	Unreachable []netip.Prefix
 	// DefaultMTU is the MTU used when Config.MTU is 0; 0 leaves the MTU
 	// as it is (the underlay's could not be found, e.g. offline).
 	DefaultMTU int
@@ -53,24 +56,26 @@ type Observed struct {
 type OpKind int
 
 const (
-	OpLinkAdd     OpKind = iota + 1 // create the interface (emitted by implementations, before Diff)
-	OpLinkSet                       // set MTU and/or bring the link up
-	OpDevice                        // set the private key and/or listen port
-	OpPeer                          // add, update or remove one peer
-	OpAddressDel                    // remove an address
-	OpAddressAdd                    // add an address
-	OpRouteDel                      // remove a route
-	OpRouteAdd                      // add a route
-	OpFirewallSet                   // (re)build the daemon's nftables table
-	OpFirewallDel                   // delete the daemon's nftables table
-	OpSysctl                        // write one /proc/sys entry
+	OpLinkAdd        OpKind = iota + 1 // create the interface (emitted by implementations, before Diff)
+	OpLinkSet                          // set MTU and/or bring the link up
+	OpDevice                           // set the private key and/or listen port
+	OpPeer                             // add, update or remove one peer
+	OpAddressDel                       // remove an address
+	OpAddressAdd                       // add an address
+	OpRouteDel                         // remove a route
+	OpRouteAdd                         // add a route
+	OpFirewallSet                      // (re)build the daemon's nftables table
+	OpFirewallDel                      // delete the daemon's nftables table
+	OpSysctl                           // write one /proc/sys entry
+	OpUnreachableAdd                   // add an unreachable route of metric UnreachableMetric
+	OpUnreachableDel                   // remove one
 )
 
 var opKindNames = map[OpKind]string{
 	OpLinkAdd: "link-add", OpLinkSet: "link-set", OpDevice: "device", OpPeer: "peer",
 	OpAddressDel: "address-del", OpAddressAdd: "address-add", OpRouteDel: "route-del",
 	OpRouteAdd: "route-add", OpFirewallSet: "firewall-set", OpFirewallDel: "firewall-del",
-	OpSysctl: "sysctl",
+	OpSysctl: "sysctl", OpUnreachableAdd: "unreachable-add", OpUnreachableDel: "unreachable-del",
 }
 
 func (k OpKind) String() string {
@@ -101,7 +106,7 @@ type Op struct {
 	// OpPeer: the change, with wgctrl's semantics (never ReplacePeers).
 	Peer wgtypes.PeerConfig
 
-	// OpAddressAdd/Del, OpRouteAdd/Del.
+	// OpAddressAdd/Del, OpRouteAdd/Del, OpUnreachableAdd/Del.
 	Prefix netip.Prefix
 
 	// OpSysctl: Sysctl is a path under /proc/sys. Restore marks writing back
@@ -120,8 +125,9 @@ type Op struct {
 // endpoint WireGuard has learnt.
 //
 // Order: restoring forwarding sysctls no longer needed (closing the path
-// first), link, firewall, device, peers (removals first), addresses,
-// routes, and enabling forwarding last, once the filter is in place.
+// first), link, firewall, unreachable routes, device, peers (removals
+// first), addresses, routes, and enabling forwarding last, once the filter
+// is in place.
 func Diff(obs Observed, cfg Config) []Op {
 	var ops []Op
 	ifc := cfg.Interface
@@ -161,6 +167,21 @@ func Diff(obs Observed, cfg Config) []Op {
 		}
 	} else if obs.Firewall != nil {
 		ops = append(ops, Op{Kind: OpFirewallDel, Interface: ifc})
+	}
+
+	// The pools' unreachable routes, like the filter, before any peer:
+	// traffic for a site without a route never leaves by the default route.
+	wantUnreach := normPrefixes(cfg.Unreachable)
+	haveUnreach := normPrefixes(obs.Unreachable)
+	for _, r := range haveUnreach {
+		if !slices.Contains(wantUnreach, r) {
+			ops = append(ops, Op{Kind: OpUnreachableDel, Interface: ifc, Prefix: r})
+		}
+	}
+	for _, r := range wantUnreach {
+		if !slices.Contains(haveUnreach, r) {
+			ops = append(ops, Op{Kind: OpUnreachableAdd, Interface: ifc, Prefix: r})
+		}
 	}
 
 	pub := cfg.PrivateKey.PublicKey()
@@ -427,6 +448,10 @@ func (o Op) Lines() []string {
 		return []string{"ip route add " + o.Prefix.String() + " dev " + ifc}
 	case OpRouteDel:
 		return []string{"ip route del " + o.Prefix.String() + " dev " + ifc}
+	case OpUnreachableAdd:
+		return []string{UnreachableLine("add", o.Prefix)}
+	case OpUnreachableDel:
+		return []string{UnreachableLine("del", o.Prefix)}
 	case OpSysctl:
 		s := "sysctl -w " + SysctlName(o.Sysctl) + "=" + o.Value
 		if o.Restore {
@@ -439,6 +464,12 @@ func (o Op) Lines() []string {
 		return []string{"nft delete table inet " + FirewallTable}
 	}
 	return []string{o.Kind.String()}
+}
+
+// UnreachableLine renders adding or deleting (verb "add" or "del") the
+// unreachable route of p as an ip(8) command.
+func UnreachableLine(verb string, p netip.Prefix) string {
+	return "ip route " + verb + " unreachable " + p.String() + " metric " + strconv.Itoa(UnreachableMetric)
 }
 
 // SysctlName turns a /proc/sys path into sysctl(8)'s dotted name (dots in

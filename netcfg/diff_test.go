@@ -74,11 +74,14 @@ func baseConfig() Config {
 			{PublicKey: testKey(3), Endpoint: ap("198.51.100.3:51820"), AllowedIPs: pfxs("10.77.3.0/24", ula+":3::/64"), PersistentKeepalive: 25 * time.Second},
 			{PublicKey: testKey(9), AllowedIPs: pfxs("10.77.1.9/32", ula+":1::9/128")},
 		},
-		Routes: pfxs("10.77.2.0/24", ula+":2::/64", "10.77.3.0/24", ula+":3::/64"),
+		Routes:      pfxs("10.77.2.0/24", ula+":2::/64", "10.77.3.0/24", ula+":3::/64"),
+		Unreachable: pfxs("10.77.0.0/16", ula+"::/48"),
 		Firewall: Firewall{
 			Enabled:  true,
 			MeshIPv4: pfx("10.77.0.0/16"),
 			MeshIPv6: pfx(ula + "::/48"),
+			TCPPorts: []uint16{80, 53},
+			UDPPorts: []uint16{53},
 		},
 	}
 }
@@ -98,6 +101,7 @@ func observedOf(cfg Config) Observed {
 		obs.Peers = append(obs.Peers, PeerState{PublicKey: p.PublicKey, Endpoint: p.Endpoint, AllowedIPs: p.AllowedIPs, PersistentKeepalive: p.PersistentKeepalive})
 	}
 	obs.Routes = append(obs.Routes, cfg.Routes...)
+	obs.Unreachable = append(obs.Unreachable, cfg.Unreachable...)
 	if cfg.Firewall.Enabled {
 		fs := ResolveFirewall(cfg, obs.Uplink)
 		obs.Firewall = &fs
@@ -175,6 +179,11 @@ func TestDiffGolden(t *testing.T) {
 			o.Firewall = nil                                                         // table deleted by hand
 			o.MTU = 1500
 			o.Up = false
+			return o
+		}, baseConfig},
+		{"unreachable-routes-repaired", func() Observed {
+			o := observedOf(baseConfig())
+			o.Unreachable = pfxs("10.77.0.0/16", "fd00:99::/48") // one deleted by hand, one of an old mesh
 			return o
 		}, baseConfig},
 		{"table-left-by-earlier-run", func() Observed {
@@ -287,6 +296,11 @@ func TestFirewallGolden(t *testing.T) {
 			f.MeshIPv6 = netip.Prefix{}
 			return f
 		}, "eth0"},
+		{"no-open-ports", func() Firewall {
+			f := base.Firewall
+			f.TCPPorts, f.UDPPorts = nil, nil
+			return f
+		}, "eth0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -343,6 +357,8 @@ func TestValidate(t *testing.T) {
 		{"keepalive", func(c *Config) { c.Peers[0].PersistentKeepalive = -time.Second }, "keepalive"},
 		{"bad allowed", func(c *Config) { c.Peers[0].AllowedIPs = []netip.Prefix{{}} }, "allowed ip"},
 		{"bad route", func(c *Config) { c.Routes = []netip.Prefix{{}} }, "route"},
+		{"bad unreachable", func(c *Config) { c.Unreachable = []netip.Prefix{{}} }, "unreachable route"},
+		{"port 0", func(c *Config) { c.Firewall.UDPPorts = []uint16{53, 0} }, "port 0"},
 		{"pool v4", func(c *Config) { c.Firewall.MeshIPv4 = pfx("10.77.1.0/25") }, "ipv4 pool"},
 		{"pool v6", func(c *Config) { c.Firewall.MeshIPv6 = pfx("10.0.0.0/8") }, "ipv6 pool"},
 		{"uplink", func(c *Config) { c.Firewall.Uplink = "x/y" }, "uplink"},

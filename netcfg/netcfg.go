@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,9 +61,20 @@ type Config struct {
 	// interface that are not listed here (and are not the connected routes
 	// of Addresses) are removed.
 	Routes []netip.Prefix
+	// Unreachable are prefixes (the mesh pools) given an unreachable route
+	// of metric UnreachableMetric in the main table: traffic for a part of
+	// them that has no more specific route (a site whose booture is down or
+	// not allocated) is refused with an ICMP error instead of leaving in
+	// clear by the default route. Routes of the sites, more specific, win.
+	Unreachable []netip.Prefix
 	// Firewall is the packet filter the daemon owns for this interface.
 	Firewall Firewall
 }
+
+// UnreachableMetric is the metric of the routes of Config.Unreachable:
+// high, so that any route the host's admin made for the same prefix wins,
+// and how Apply tells its own unreachable routes from others.
+const UnreachableMetric = 4000000000
 
 // Peer is one WireGuard peer: another booture or a VPN member.
 type Peer struct {
@@ -101,6 +113,12 @@ type Firewall struct {
 	// Uplink is the interface full-tunnel traffic leaves through; empty
 	// means the interface of the default route.
 	Uplink string
+	// TCPPorts and UDPPorts are the ports of the booture's mesh addresses
+	// open to packets from the WireGuard interface (the gateway's HTTP and
+	// DNS). ICMP and replies to the host's own connections are let in too;
+	// anything else from the interface to the host is dropped. See
+	// FirewallState.Rules for the whole filter.
+	TCPPorts, UDPPorts []uint16
 }
 
 // Mode is the WireGuard data plane in use.
@@ -225,6 +243,11 @@ func (c Config) Validate() error {
 			return bad("invalid route %v", r)
 		}
 	}
+	for _, r := range c.Unreachable {
+		if !r.IsValid() {
+			return bad("invalid unreachable route %v", r)
+		}
+	}
 	if f := c.Firewall; f.Enabled {
 		if f.MeshIPv4.IsValid() && (!f.MeshIPv4.Addr().Is4() || f.MeshIPv4.Bits() > 24) {
 			return bad("firewall: mesh ipv4 pool %v is not an ipv4 prefix of /24 or shorter", f.MeshIPv4)
@@ -241,6 +264,9 @@ func (c Config) Validate() error {
 			if err := validIfaceName(f.Uplink); err != nil {
 				return bad("firewall uplink: %v", err)
 			}
+		}
+		if slices.Contains(f.TCPPorts, 0) || slices.Contains(f.UDPPorts, 0) {
+			return bad("firewall: port 0")
 		}
 	}
 	return nil

@@ -310,6 +310,8 @@ func (d *Daemon) desired(v mesh.View) (netcfg.Config, time.Duration, error) {
 		MTU:                 d.cfg.MTU,
 		AllowMemberToMember: d.cfg.AllowMemberToMember,
 		Uplink:              d.cfg.Uplink,
+		TCPPorts:            []uint16{uint16(d.cfg.HTTPPort), uint16(d.cfg.DNSPort)},
+		UDPPorts:            []uint16{uint16(d.cfg.DNSPort)},
 		Now:                 now,
 	}
 	recheck := mesh.PlanRecheck(in)

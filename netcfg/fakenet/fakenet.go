@@ -61,6 +61,7 @@ type Fake struct {
 	peers    map[netcfg.Key]*peer
 	addrs    []netip.Prefix
 	routes   []netip.Prefix
+	unreach  []netip.Prefix // unreachable routes of metric netcfg.UnreachableMetric
 	firewall *netcfg.FirewallState
 	changed  map[string]string // sysctl -> original value
 
@@ -199,17 +200,18 @@ func (f *Fake) Apply(ctx context.Context, cfg netcfg.Config) error {
 
 func (f *Fake) observedLocked(cfg netcfg.Config) netcfg.Observed {
 	obs := netcfg.Observed{
-		MTU:        f.mtu,
-		Up:         f.up,
-		PublicKey:  f.pub,
-		ListenPort: f.port,
-		Peers:      f.peerStatesLocked(),
-		Addresses:  slices.Clone(f.addrs),
-		Routes:     slices.Clone(f.routes),
-		DefaultMTU: f.defaultMTU,
-		Uplink:     cfg.Firewall.Uplink,
-		Sysctls:    map[string]string{},
-		Changed:    map[string]string{},
+		MTU:         f.mtu,
+		Up:          f.up,
+		PublicKey:   f.pub,
+		ListenPort:  f.port,
+		Peers:       f.peerStatesLocked(),
+		Addresses:   slices.Clone(f.addrs),
+		Routes:      slices.Clone(f.routes),
+		Unreachable: slices.Clone(f.unreach),
+		DefaultMTU:  f.defaultMTU,
+		Uplink:      cfg.Firewall.Uplink,
+		Sysctls:     map[string]string{},
+		Changed:     map[string]string{},
 	}
 	if obs.Uplink == "" {
 		obs.Uplink = f.uplink
@@ -264,6 +266,12 @@ func (f *Fake) execLocked(cfg netcfg.Config, op netcfg.Op) {
 		}
 	case netcfg.OpRouteDel:
 		f.routes = slices.DeleteFunc(f.routes, func(p netip.Prefix) bool { return p == op.Prefix })
+	case netcfg.OpUnreachableAdd:
+		if !slices.Contains(f.unreach, op.Prefix) {
+			f.unreach = append(f.unreach, op.Prefix)
+		}
+	case netcfg.OpUnreachableDel:
+		f.unreach = slices.DeleteFunc(f.unreach, func(p netip.Prefix) bool { return p == op.Prefix })
 	case netcfg.OpFirewallSet:
 		fw := op.Firewall
 		f.firewall = &fw
@@ -381,8 +389,8 @@ func (f *Fake) State(ctx context.Context) (netcfg.State, error) {
 	}, nil
 }
 
-// Close implements netcfg.Applier: the interface, its routes and the table
-// are gone and the sysctls are restored.
+// Close implements netcfg.Applier: the interface, its routes, the
+// unreachable routes and the table are gone and the sysctls are restored.
 func (f *Fake) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -401,6 +409,7 @@ func (f *Fake) Close() error {
 	f.changed = map[string]string{}
 	f.deleteLinkLocked()
 	f.firewall = nil
+	f.unreach = nil
 	return nil
 }
 
@@ -504,6 +513,17 @@ func (f *Fake) AddRoute(p netip.Prefix) {
 	}
 }
 
+// DeleteUnreachable removes an unreachable route, like `ip route del
+// unreachable PREFIX metric netcfg.UnreachableMetric`; it reports whether it
+// existed.
+func (f *Fake) DeleteUnreachable(p netip.Prefix) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.unreach)
+	f.unreach = slices.DeleteFunc(f.unreach, func(r netip.Prefix) bool { return r == p })
+	return len(f.unreach) != n
+}
+
 // DeleteAddress removes an address, like `ip address del`.
 func (f *Fake) DeleteAddress(p netip.Prefix) bool {
 	f.mu.Lock()
@@ -573,6 +593,10 @@ func (f *Fake) String() string {
 		for _, r := range sortedPrefixes(f.routes) {
 			lines = append(lines, "ip route add "+r.String()+" dev "+ifc)
 		}
+	}
+	// Not on the interface: they outlive it.
+	for _, r := range sortedPrefixes(f.unreach) {
+		lines = append(lines, netcfg.UnreachableLine("add", r))
 	}
 	keys := make([]string, 0, len(f.changed))
 	for k := range f.changed {

@@ -72,14 +72,17 @@ func memberPeer(n byte) netcfg.Peer {
 
 func config(bootures []byte, members []byte) netcfg.Config {
 	c := netcfg.Config{
-		Interface:  "booture0",
-		PrivateKey: key(1),
-		ListenPort: 51820,
-		Addresses:  pfxs("10.77.1.1/24", "fd00:77:1:1::1/64"),
+		Interface:   "booture0",
+		PrivateKey:  key(1),
+		ListenPort:  51820,
+		Addresses:   pfxs("10.77.1.1/24", "fd00:77:1:1::1/64"),
+		Unreachable: pfxs("10.77.0.0/16", "fd00:77:1::/48"),
 		Firewall: netcfg.Firewall{
 			Enabled:  true,
 			MeshIPv4: netip.MustParsePrefix("10.77.0.0/16"),
 			MeshIPv6: netip.MustParsePrefix("fd00:77:1::/48"),
+			TCPPorts: []uint16{80, 53},
+			UDPPorts: []uint16{53},
 		},
 	}
 	for _, b := range bootures {
@@ -148,7 +151,8 @@ func TestDriftIsRepaired(t *testing.T) {
 	mustApply(t, f, cfg)
 	want := f.String()
 
-	if !f.RemovePeer(key(3)) || !f.DeleteRoute(netip.MustParsePrefix("10.77.2.0/24")) || !f.DeleteFirewall() {
+	if !f.RemovePeer(key(3)) || !f.DeleteRoute(netip.MustParsePrefix("10.77.2.0/24")) || !f.DeleteFirewall() ||
+		!f.DeleteUnreachable(netip.MustParsePrefix("10.77.0.0/16")) {
 		t.Fatal("drift helpers found nothing to remove")
 	}
 	f.AddRoute(netip.MustParsePrefix("192.0.2.0/24"))
@@ -356,6 +360,9 @@ func TestRandomConfigsConverge(t *testing.T) {
 		if r.IntN(5) == 0 {
 			f.DeleteFirewall()
 		}
+		if r.IntN(5) == 0 {
+			f.DeleteUnreachable(netip.MustParsePrefix("fd00:77:1::/48"))
+		}
 		mustApply(t, f, cfg)
 		checkMatches(t, f, cfg)
 		assertConverged(t, f, cfg)
@@ -391,6 +398,9 @@ func randomConfig(r *rand.Rand) netcfg.Config {
 	}
 	if r.IntN(6) == 0 {
 		cfg.Firewall = netcfg.Firewall{}
+	}
+	if r.IntN(6) == 0 {
+		cfg.Unreachable = cfg.Unreachable[:r.IntN(2)]
 	}
 	if r.IntN(4) == 0 {
 		cfg.MTU = 1280 + r.IntN(100)

@@ -46,8 +46,11 @@ type Options struct {
 // The filter is one nftables table of its own (inet netcfg.FirewallTable),
 // rebuilt atomically when its netcfg.FirewallState changes and re-checked at every Apply,
 // so that a table deleted by hand comes back; other tables are never
-// touched. Its forward chain has policy accept: it filters only packets
-// from the WireGuard interface (see netcfg.FirewallState.Rules).
+// touched. Its chains (prerouting, input, forward, postrouting) have policy
+// accept: they filter only what concerns the WireGuard interface and the
+// mesh pools (see netcfg.FirewallState.Rules). Config.Unreachable routes
+// are unreachable routes of metric netcfg.UnreachableMetric in the main
+// table, which is how they are told from others; Close removes them.
 //
 // Forwarding is enabled per interface and only where needed (see
 // netcfg.Diff):
@@ -242,6 +245,9 @@ func (l *Applier) observeLocked(link netlink.Link, cfg netcfg.Config) (netcfg.Ob
 	if obs.Routes, err = linkRoutes(link); err != nil {
 		return obs, fmt.Errorf("listing routes of %s: %w", name, err)
 	}
+	if obs.Unreachable, err = unreachableRoutes(); err != nil {
+		return obs, fmt.Errorf("listing unreachable routes: %w", err)
+	}
 	if cfg.MTU == 0 {
 		// Unknown underlay (e.g. the default route went away): keep the
 		// MTU the interface has rather than jump to the fallback.
@@ -371,6 +377,14 @@ func (l *Applier) execOneLocked(link netlink.Link, op netcfg.Op) error {
 		if err := delRoute(link, op.Prefix); err != nil {
 			return fmt.Errorf("removing route %s: %w", op.Prefix, err)
 		}
+	case netcfg.OpUnreachableAdd:
+		if err := addUnreachable(op.Prefix); err != nil {
+			return fmt.Errorf("adding unreachable route %s: %w", op.Prefix, err)
+		}
+	case netcfg.OpUnreachableDel:
+		if err := delUnreachable(op.Prefix); err != nil {
+			return fmt.Errorf("removing unreachable route %s: %w", op.Prefix, err)
+		}
 	case netcfg.OpFirewallSet:
 		if err := nftReplace(op.Firewall); err != nil {
 			return err
@@ -482,6 +496,17 @@ func (l *Applier) Close() error {
 		if link, err := linkByName(l.iface); err == nil {
 			if err := retryNetlinkDo(func() error { return netlink.LinkDel(link) }); err != nil && !isLinkNotFound(err) {
 				errs = append(errs, fmt.Errorf("removing interface %s: %w", l.iface, err))
+			}
+		}
+		// The pools' unreachable routes are not on the interface: they
+		// outlive it.
+		if routes, err := unreachableRoutes(); err != nil {
+			errs = append(errs, fmt.Errorf("listing unreachable routes: %w", err))
+		} else {
+			for _, p := range routes {
+				if err := delUnreachable(p); err != nil {
+					errs = append(errs, fmt.Errorf("removing unreachable route %s: %w", p, err))
+				}
 			}
 		}
 		// A table is left only by a firewall we built; without one, failing

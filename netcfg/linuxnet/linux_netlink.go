@@ -235,6 +235,45 @@ func delRoute(link netlink.Link, p netip.Prefix) error {
 	return err
 }
 
+// unreachableRoutes lists the main table's unreachable routes of metric
+// netcfg.UnreachableMetric: those Apply made.
+func unreachableRoutes() ([]netip.Prefix, error) {
+	filter := &netlink.Route{Table: unix.RT_TABLE_MAIN, Type: unix.RTN_UNREACHABLE}
+	routes, err := retryNetlink(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_TYPE)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, r := range routes {
+		if r.Priority != netcfg.UnreachableMetric || r.Dst == nil {
+			continue
+		}
+		if p, ok := netcfg.PrefixFromIPNet(*r.Dst); ok {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func unreachableRoute(p netip.Prefix) *netlink.Route {
+	return &netlink.Route{Dst: prefixIPNet(p), Table: unix.RT_TABLE_MAIN, Type: unix.RTN_UNREACHABLE, Priority: netcfg.UnreachableMetric}
+}
+
+func addUnreachable(p netip.Prefix) error {
+	// Replace, not add: idempotent when the route appeared meanwhile.
+	return retryNetlinkDo(func() error { return netlink.RouteReplace(unreachableRoute(p)) })
+}
+
+func delUnreachable(p netip.Prefix) error {
+	err := retryNetlinkDo(func() error { return netlink.RouteDel(unreachableRoute(p)) })
+	if errors.Is(err, unix.ESRCH) {
+		return nil
+	}
+	return err
+}
+
 const procSys = "/proc/sys/"
 
 func readSysctl(path string) (string, error) {

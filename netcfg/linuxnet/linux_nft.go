@@ -8,6 +8,7 @@ import (
 
 	"github.com/booture/booture/netcfg"
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
@@ -65,24 +66,27 @@ func nftReplace(fs netcfg.FirewallState) error {
 	}
 
 	accept := nftables.ChainPolicyAccept
-	chains := map[string]*nftables.Chain{
-		netcfg.ChainForward: c.AddChain(&nftables.Chain{
-			Name: netcfg.ChainForward, Table: t, Type: nftables.ChainTypeFilter,
-			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept,
-		}),
-	}
-	if fs.HasNAT() {
-		chains[netcfg.ChainPostrouting] = c.AddChain(&nftables.Chain{
-			Name: netcfg.ChainPostrouting, Table: t, Type: nftables.ChainTypeNAT,
-			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept,
+	chains := map[string]*nftables.Chain{}
+	for _, ch := range fs.Chains() {
+		typ, hook, err := chainKind(ch)
+		if err != nil {
+			return err
+		}
+		chains[ch.Name] = c.AddChain(&nftables.Chain{
+			Name: ch.Name, Table: t, Type: typ, Hooknum: hook,
+			Priority: nftables.ChainPriorityRef(nftables.ChainPriority(ch.Priority)), Policy: &accept,
 		})
 	}
 	for _, r := range fs.Rules() {
+		chain, ok := chains[r.Chain]
+		if !ok {
+			return fmt.Errorf("nftables rule in unknown chain %s", r.Chain)
+		}
 		exprs, err := ruleExprs(r, sets)
 		if err != nil {
 			return err
 		}
-		c.AddRule(&nftables.Rule{Table: t, Chain: chains[r.Chain], Exprs: exprs})
+		c.AddRule(&nftables.Rule{Table: t, Chain: chain, Exprs: exprs})
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("replacing nftables table inet %s: %w", netcfg.FirewallTable, err)
@@ -112,16 +116,27 @@ func ifnameBytes(name string) []byte {
 	return b
 }
 
-func ruleFamily(r netcfg.FirewallRule) int {
-	for _, p := range []netip.Prefix{r.SrcMember, r.DstMember} {
-		if p.IsValid() {
-			if p.Addr().Is4() {
-				return 4
-			}
-			return 6
-		}
+func chainKind(ch netcfg.FirewallChain) (nftables.ChainType, *nftables.ChainHook, error) {
+	var typ nftables.ChainType
+	switch ch.Type {
+	case "filter":
+		typ = nftables.ChainTypeFilter
+	case "nat":
+		typ = nftables.ChainTypeNAT
+	default:
+		return "", nil, fmt.Errorf("nftables chain %s: unknown type %q", ch.Name, ch.Type)
 	}
-	return r.Family
+	hooks := map[string]*nftables.ChainHook{
+		"prerouting":  nftables.ChainHookPrerouting,
+		"input":       nftables.ChainHookInput,
+		"forward":     nftables.ChainHookForward,
+		"postrouting": nftables.ChainHookPostrouting,
+	}
+	hook, ok := hooks[ch.Hook]
+	if !ok {
+		return "", nil, fmt.Errorf("nftables chain %s: unknown hook %q", ch.Name, ch.Hook)
+	}
+	return typ, hook, nil
 }
 
 // addrField returns the network header offset and length of an address.
@@ -138,27 +153,40 @@ func addrField(family int, src bool) (offset, length uint32) {
 	}
 }
 
-// memberExprs matches "address in pool and host part within its site is
-// not 1" with payload + bitwise + cmp, as `ip daddr 10.77.0.0/16 ip daddr &
-// 0.0.0.255 != 0.0.0.1` compiles.
-func memberExprs(pool netip.Prefix, src bool) []expr.Any {
-	fam := 6
-	if pool.Addr().Is4() {
-		fam = 4
+func prefixFamily(p netip.Prefix) int {
+	if p.Addr().Is4() {
+		return 4
 	}
-	off, n := addrField(fam, src)
-	load := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n}
-	poolMask := netipMask(pool.Bits(), int(n)*8)
-	hostMask, one := netcfg.SiteHostMask(fam == 4)
-	zero := make([]byte, n)
+	return 6
+}
+
+// prefixExprs matches "address in p" with payload + bitwise + cmp, as `ip
+// daddr 10.77.0.0/16` compiles.
+func prefixExprs(p netip.Prefix, src bool) []expr.Any {
+	off, n := addrField(prefixFamily(p), src)
 	return []expr.Any{
-		load,
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: poolMask, Xor: zero},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: pool.Masked().Addr().AsSlice()},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: hostMask.AsSlice(), Xor: zero},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: one.AsSlice()},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: netipMask(p.Bits(), int(n)*8), Xor: make([]byte, n)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
 	}
+}
+
+// hostExprs matches "address in pool, and its host part within its site is
+// (booture) or is not (member) a booture's", as `ip daddr 10.77.0.0/16 ip
+// daddr & 0.0.0.255 != 0.0.0.1` compiles.
+func hostExprs(pool netip.Prefix, src, booture bool) []expr.Any {
+	fam := prefixFamily(pool)
+	off, n := addrField(fam, src)
+	hostMask, one := netcfg.SiteHostMask(fam == 4)
+	op := expr.CmpOpNeq
+	if booture {
+		op = expr.CmpOpEq
+	}
+	return append(prefixExprs(pool, src),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: hostMask.AsSlice(), Xor: make([]byte, n)},
+		&expr.Cmp{Op: op, Register: 1, Data: one.AsSlice()},
+	)
 }
 
 func netipMask(ones, bits int) []byte {
@@ -169,19 +197,34 @@ func netipMask(ones, bits int) []byte {
 	return m
 }
 
+func ifaceExprs(key expr.MetaKey, op expr.CmpOp, name string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: op, Register: 1, Data: ifnameBytes(name)},
+	}
+}
+
+var l4protos = map[string]byte{
+	netcfg.ProtoTCP:    unix.IPPROTO_TCP,
+	netcfg.ProtoUDP:    unix.IPPROTO_UDP,
+	netcfg.ProtoICMP:   unix.IPPROTO_ICMP,
+	netcfg.ProtoICMPv6: unix.IPPROTO_ICMPV6,
+}
+
+// ruleExprs builds the expressions of r in the order FirewallRule.String
+// writes its matches, so that `nft list` prints the rule as Lines does.
 func ruleExprs(r netcfg.FirewallRule, sets map[string]*nftables.Set) ([]expr.Any, error) {
 	var e []expr.Any
 	if r.InIface != "" {
-		e = append(e,
-			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifnameBytes(r.InIface)})
+		e = append(e, ifaceExprs(expr.MetaKeyIIFNAME, expr.CmpOpEq, r.InIface)...)
 	}
 	if r.OutIface != "" {
-		e = append(e,
-			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifnameBytes(r.OutIface)})
+		e = append(e, ifaceExprs(expr.MetaKeyOIFNAME, expr.CmpOpEq, r.OutIface)...)
 	}
-	switch ruleFamily(r) {
+	for _, n := range r.NotInIfaces {
+		e = append(e, ifaceExprs(expr.MetaKeyIIFNAME, expr.CmpOpNeq, n)...)
+	}
+	switch r.IPFamily() {
 	case 4:
 		e = append(e, &expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}})
@@ -189,11 +232,20 @@ func ruleExprs(r netcfg.FirewallRule, sets map[string]*nftables.Set) ([]expr.Any
 		e = append(e, &expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}})
 	}
+	if r.SrcPrefix.IsValid() {
+		e = append(e, prefixExprs(r.SrcPrefix, true)...)
+	}
+	if r.DstPrefix.IsValid() {
+		e = append(e, prefixExprs(r.DstPrefix, false)...)
+	}
 	if r.SrcMember.IsValid() {
-		e = append(e, memberExprs(r.SrcMember, true)...)
+		e = append(e, hostExprs(r.SrcMember, true, false)...)
+	}
+	if r.SrcBooture.IsValid() {
+		e = append(e, hostExprs(r.SrcBooture, true, true)...)
 	}
 	if r.DstMember.IsValid() {
-		e = append(e, memberExprs(r.DstMember, false)...)
+		e = append(e, hostExprs(r.DstMember, false, false)...)
 	}
 	if r.SrcSet != "" {
 		set, ok := sets[r.SrcSet]
@@ -204,6 +256,30 @@ func ruleExprs(r netcfg.FirewallRule, sets map[string]*nftables.Set) ([]expr.Any
 		e = append(e,
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
 			&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID})
+	}
+	if r.Established {
+		zero := make([]byte, 4)
+		e = append(e,
+			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: zero},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero})
+	}
+	if r.Proto != "" {
+		proto, ok := l4protos[r.Proto]
+		if !ok {
+			return nil, fmt.Errorf("unknown layer 4 protocol %q", r.Proto)
+		}
+		e = append(e, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}})
+		if r.DstPort != 0 {
+			if proto != unix.IPPROTO_TCP && proto != unix.IPPROTO_UDP {
+				return nil, fmt.Errorf("destination port with protocol %s", r.Proto)
+			}
+			e = append(e,
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(r.DstPort)})
+		}
 	}
 	if r.Counter {
 		e = append(e, &expr.Counter{})

@@ -400,12 +400,15 @@ func TestLinuxUserspace(t *testing.T) {
 			{PublicKey: p2, Endpoint: netip.MustParseAddrPort("198.51.100.2:51820"), AllowedIPs: pfxs("10.77.2.0/24", "fd00:77:1:2::/64"), PersistentKeepalive: 25 * time.Second},
 			{PublicKey: p3, Endpoint: netip.MustParseAddrPort("198.51.100.3:51820"), AllowedIPs: pfxs("10.77.3.0/24")},
 		},
-		Routes: pfxs("10.77.2.0/24", "fd00:77:1:2::/64", "10.77.3.0/24"),
+		Routes:      pfxs("10.77.2.0/24", "fd00:77:1:2::/64", "10.77.3.0/24"),
+		Unreachable: pfxs("10.77.0.0/16", "fd00:77:1::/48"),
 		Firewall: netcfg.Firewall{
 			Enabled:    true,
 			MeshIPv4:   netip.MustParsePrefix("10.77.0.0/16"),
 			MeshIPv6:   netip.MustParsePrefix("fd00:77:1::/48"),
 			FullTunnel: []netip.Addr{netip.MustParseAddr("10.77.1.9")},
+			TCPPorts:   []uint16{80, 53},
+			UDPPorts:   []uint16{53},
 		},
 	}
 	ops := a.apply(cfg)
@@ -432,6 +435,13 @@ func TestLinuxUserspace(t *testing.T) {
 		fmt.Sprintf(`iifname %q counter packets 0 bytes 0 drop`, iface),
 		`oifname "eth0" ip saddr @fulltunnel4 masquerade`,
 		"10.77.1.9")
+	// The table the kernel holds is, rule by rule, what the description
+	// says (and the fake prints).
+	checkTable(t, ns, netcfg.ResolveFirewall(cfg, "eth0"))
+	for _, fam := range []string{"-4", "-6"} {
+		assertContains(t, "ip "+fam+" route", mustRun(t, "ip", "-n", ns, fam, "route", "show", "type", "unreachable"),
+			map[string]string{"-4": "unreachable 10.77.0.0/16", "-6": "unreachable fd00:77:1::/48"}[fam]+" ", "metric 4000000000")
+	}
 	for path, want := range map[string]string{
 		"net/ipv4/conf/" + iface + "/forwarding":       "1",
 		"net/ipv4/conf/eth0/forwarding":                "1", // full tunnel replies
@@ -487,9 +497,12 @@ func TestLinuxUserspace(t *testing.T) {
 
 	mustRun(t, inNS(ns, "wg", "set", iface, "peer", p2.String(), "remove")...)
 	mustRun(t, inNS(ns, "nft", "delete", "table", "inet", netcfg.FirewallTable)...)
+	mustRun(t, "ip", "-n", ns, "route", "del", "unreachable", "10.77.0.0/16", "metric", "4000000000")
 	ops = a.apply(cfg)
-	if len(ops) != 2 || ops[0] != "nft replace table inet booture (1 sets, 6 rules)" || !strings.HasPrefix(ops[1], "wg set "+iface+" peer "+p2.String()+" endpoint") {
-		t.Errorf("peer and table repair ops: %q", ops)
+	if len(ops) != 3 || !strings.HasPrefix(ops[0], "nft replace table inet booture (1 sets, ") ||
+		ops[1] != "ip route add unreachable 10.77.0.0/16 metric 4000000000" ||
+		!strings.HasPrefix(ops[2], "wg set "+iface+" peer "+p2.String()+" endpoint") {
+		t.Errorf("peer, table and unreachable route repair ops: %q", ops)
 	}
 	if _, ok := wgDump(t, ns, iface)[p2.String()]; !ok {
 		t.Error("removed peer not restored")
@@ -524,6 +537,54 @@ func TestLinuxUserspace(t *testing.T) {
 	}
 }
 
+// checkTable compares the namespace's nftables table, chain by chain and
+// rule by rule, with the description fs (counters left out).
+func checkTable(t *testing.T, ns string, fs netcfg.FirewallState) {
+	t.Helper()
+	var want []string
+	for _, c := range fs.Chains() {
+		want = append(want, fmt.Sprintf("chain %s: type %s hook %s priority %s; policy accept;", c.Name, c.Type, c.Hook, priorityWord(c.Priority)))
+		for _, r := range fs.Rules() {
+			if r.Chain == c.Name {
+				want = append(want, c.Name+": "+r.String())
+			}
+		}
+	}
+	out := mustRun(t, inNS(ns, "nft", "list", "table", "inet", netcfg.FirewallTable)...)
+	var got []string
+	chain := ""
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "chain "):
+			chain = strings.TrimSuffix(strings.TrimPrefix(line, "chain "), " {")
+		case line == "}":
+			chain = ""
+		case chain != "" && strings.HasPrefix(line, "type "):
+			got = append(got, "chain "+chain+": "+line)
+		case chain != "" && line != "":
+			got = append(got, chain+": "+countersRE.ReplaceAllString(line, "counter"))
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("nft list table:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+var countersRE = regexp.MustCompile(`counter packets \d+ bytes \d+`)
+
+func priorityWord(p int) string {
+	switch p {
+	case netcfg.PriorityRaw:
+		return "raw"
+	case netcfg.PriorityFilter:
+		return "filter"
+	case netcfg.PrioritySrcNAT:
+		return "srcnat"
+	}
+	return strconv.Itoa(p)
+}
+
 func assertGone(t *testing.T, ns, iface string) {
 	t.Helper()
 	if out, err := run("ip", "-n", ns, "link", "show", iface); err == nil {
@@ -537,6 +598,9 @@ func assertGone(t *testing.T, ns, iface string) {
 	}
 	if out := mustRun(t, "ip", "-n", ns, "route", "show", "table", "all"); strings.Contains(out, "10.77.") {
 		t.Errorf("mesh routes still there after Close:\n%s", out)
+	}
+	if out := mustRun(t, "ip", "-n", ns, "-6", "route", "show", "table", "all"); strings.Contains(out, "fd00:77:1:") {
+		t.Errorf("mesh IPv6 routes still there after Close:\n%s", out)
 	}
 }
 
@@ -686,11 +750,23 @@ var counterRE = regexp.MustCompile(`counter packets (\d+) bytes \d+ drop`)
 // memberDrops returns the packet counters of the member-to-member drop
 // rules of the namespace's table.
 func memberDrops(t *testing.T, ns string) int {
+	return forwardDrops(t, ns, "saddr & 0.0.0.255 != 0.0.0.1", "saddr & ::ffff:ffff:ffff:ffff != ::1")
+}
+
+// bootureToMemberDrops returns the packet counters of the rules that drop
+// what a booture sends a member through the namespace.
+func bootureToMemberDrops(t *testing.T, ns string) int {
+	return forwardDrops(t, ns, "saddr & 0.0.0.255 == 0.0.0.1", "saddr & ::ffff:ffff:ffff:ffff == ::1")
+}
+
+// forwardDrops adds up the counters of the forward chain's drop rules
+// that contain one of match.
+func forwardDrops(t *testing.T, ns string, match ...string) int {
 	t.Helper()
 	out := mustRun(t, inNS(ns, "nft", "list", "chain", "inet", netcfg.FirewallTable, netcfg.ChainForward)...)
 	n := 0
 	for _, line := range strings.Split(out, "\n") {
-		if !strings.Contains(line, "& 0.0.0.255 != 0.0.0.1") && !strings.Contains(line, "& ::ffff:ffff:ffff:ffff != ::1") {
+		if !slices.ContainsFunc(match, func(m string) bool { return strings.Contains(line, m) }) {
 			continue
 		}
 		if m := counterRE.FindStringSubmatch(line); m != nil {
@@ -702,16 +778,18 @@ func memberDrops(t *testing.T, ns string) int {
 }
 
 // TestLinuxMeshForwarding runs real WireGuard between three namespaces and
-// checks forwarding through the hub, member isolation in both families, and
-// that an unrelated peer change leaves a live session alone.
+// checks forwarding through the hub, member isolation in both families, that
+// a booture cannot open connections to another booture's members, and that
+// an unrelated peer change leaves a live session alone.
 func TestLinuxMeshForwarding(t *testing.T) {
 	needRoot(t)
 	l := newLab(t)
 	h1, h2 := l.ns[1], l.ns[2]
 
-	// Booture to booture, and booture to a member behind another booture
-	// (forwarded by h1 with only per-interface forwarding on).
-	for _, c := range [][2]string{{"10.77.2.1", "10.77.1.1"}, {"10.77.2.1", "10.77.3.9"}, {"fd00:77:1:2::1", "fd00:77:1:3::9"}} {
+	// Booture to booture, and a member to a booture behind another booture
+	// (forwarded by h1 with only per-interface forwarding on), and the
+	// replies.
+	for _, c := range [][2]string{{"10.77.2.1", "10.77.1.1"}, {"10.77.2.1", "10.77.3.1"}, {"10.77.2.7", "10.77.3.1"}, {"fd00:77:1:2::7", "fd00:77:1:3::1"}} {
 		if !ping(h2, c[0], c[1], 15) {
 			t.Fatalf("no ping %s -> %s through the mesh", c[0], c[1])
 		}
@@ -720,8 +798,18 @@ func TestLinuxMeshForwarding(t *testing.T) {
 		t.Errorf("global ip_forward = %s on the hub, want 0 (per-interface only)", got)
 	}
 
+	// A booture opening a connection to a member behind another booture is
+	// dropped by the hub's filter, in both families.
+	before := bootureToMemberDrops(t, h1)
+	if ping(h2, "10.77.2.1", "10.77.3.9", 2) || ping(h2, "fd00:77:1:2::1", "fd00:77:1:3::9", 2) {
+		t.Fatal("a booture reached a member through the hub")
+	}
+	if after := bootureToMemberDrops(t, h1); after < before+2 {
+		t.Errorf("booture-to-member drop counters went from %d to %d, want at least 2 more", before, after)
+	}
+
 	// Member to member is dropped by the hub's filter, in both families.
-	before := memberDrops(t, h1)
+	before = memberDrops(t, h1)
 	if ping(h2, "10.77.2.7", "10.77.3.9", 2) || ping(h2, "fd00:77:1:2::7", "fd00:77:1:3::9", 2) {
 		t.Fatal("member reached another member through the hub")
 	}
