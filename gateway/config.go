@@ -39,6 +39,20 @@ type Config struct {
 	// and must not make it fail.
 	FreeBind bool
 
+	// MeshInterface is the WireGuard interface. When set, the DNS server
+	// answers UDP queries only when they arrive by it or by loopback (the
+	// box itself), and drops the others unanswered: the LAN can reach the
+	// mesh addresses too (see meshonly.go). Empty: any interface.
+	MeshInterface string
+	// DNSClientRate and DNSClientBurst bound the queries of each client
+	// (an address; an IPv6 /64 outside this booture's site): a token
+	// bucket refilled at DNSClientRate per second holding DNSClientBurst.
+	// Beyond it, queries are refused. The booture itself is not limited.
+	// DNSClients bounds the clients tracked at once.
+	DNSClientRate  float64
+	DNSClientBurst int
+	DNSClients     int
+
 	// Upstreams are the resolvers names outside Domain are forwarded to.
 	// When empty, they are read from ResolvConf (and re-read when it
 	// changes), skipping:
@@ -104,6 +118,9 @@ func DefaultConfig() Config {
 		UpstreamBackoffMax: 30 * time.Second,
 		UpstreamDownAfter:  3,
 		UpstreamFailWindow: time.Minute,
+		DNSClientRate:      50,
+		DNSClientBurst:     200,
+		DNSClients:         4096,
 		TTL:                60 * time.Second,
 		NegativeTTL:        10 * time.Second,
 	}
@@ -144,6 +161,12 @@ func (c Config) Validate() error {
 	}
 	if c.TTL > 24*time.Hour || c.NegativeTTL > 24*time.Hour {
 		errs = append(errs, errors.New("ttl and negative ttl: at most 24h"))
+	}
+	if !(c.DNSClientRate > 0) || c.DNSClientBurst <= 0 || c.DNSClients <= 0 {
+		errs = append(errs, fmt.Errorf("dns client rate %v, burst %d, clients %d: must be positive", c.DNSClientRate, c.DNSClientBurst, c.DNSClients))
+	}
+	if c.MeshInterface != "" && (len(c.MeshInterface) > 15 || strings.ContainsAny(c.MeshInterface, "/ \t\n")) {
+		errs = append(errs, fmt.Errorf("mesh interface %q: not an interface name", c.MeshInterface))
 	}
 	if c.UpstreamDownAfter <= 0 {
 		errs = append(errs, fmt.Errorf("upstream down after %d names: must be positive", c.UpstreamDownAfter))

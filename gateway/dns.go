@@ -20,6 +20,7 @@ const (
 	howOffline   = "offline" // no upstream believed reachable: failed fast
 	howFailed    = "failed"  // upstreams tried and failed
 	howRefused   = "refused"
+	howLimited   = "ratelimited"
 	howInvalid   = "invalid"
 )
 
@@ -116,17 +117,27 @@ func (g *Gateway) answerDNS(ctx context.Context, req *dns.Msg, src netip.Addr, t
 	}
 	s := g.snap.Load()
 	aud := s.net.Classify(src)
-	resp.RecursionAvailable = aud != AudiencePublic
+	if aud == AudiencePublic {
+		// The LAN reaches the mesh addresses too (weak host model): it
+		// gets neither the mesh's names nor recursion.
+		resp.Rcode = dns.RcodeRefused
+		setEDE(resp, dns.ExtendedErrorCodeProhibited, "this DNS server is for the mesh")
+		return resp, howRefused
+	}
+	resp.RecursionAvailable = true
+	if aud != AudienceSelf && !g.limits.allow(clientKey(s.net, src)) {
+		resp.Rcode = dns.RcodeRefused
+		setEDE(resp, dns.ExtendedErrorCodeOther, "rate limited")
+		return resp, howLimited
+	}
 	q := req.Question[0]
 	qname := lower(q.Name)
 	if qname == s.zone || strings.HasSuffix(qname, "."+s.zone) {
 		g.answerLocal(s, resp, q, qname)
 		return resp, howLocal
 	}
-	if q.Qclass != dns.ClassINET || aud == AudiencePublic {
-		// Never an open resolver for the LAN.
+	if q.Qclass != dns.ClassINET {
 		resp.Rcode = dns.RcodeRefused
-		setEDE(resp, dns.ExtendedErrorCodeProhibited, "recursion is for members of the mesh")
 		return resp, howRefused
 	}
 	return g.fwd.forward(ctx, s, req, resp, tcp)

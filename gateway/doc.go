@@ -14,8 +14,11 @@
 // Who may use a service is decided by the source address of the request
 // (see [Network.Classify]): the booture itself and its local members, members
 // of other bootures and the bootures ("mesh"), or anyone else ("public", the
-// LAN). The DNS server recurses only for non-public sources: it is never an
-// open resolver for the LAN.
+// LAN). The DNS server answers only the mesh and the booture itself: it
+// refuses public sources (it is never an open resolver for the LAN, nor a
+// list of the mesh's names), drops UDP queries that did not arrive by the
+// WireGuard interface (Config.MeshInterface: a LAN host can reach the mesh
+// addresses and forge a mesh source), and limits each client's rate.
 //
 // Offline first: nothing here needs the internet. Names of the mesh are
 // answered from the snapshot; other names are forwarded only to upstream

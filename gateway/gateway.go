@@ -28,6 +28,8 @@ type Gateway struct {
 	errLog *log.Logger
 	m      *metrics
 	fwd    *forwarder
+	limits *clientLimits
+	ifaces *ifaceSet // nil: DNS over UDP from any interface
 
 	snap   atomic.Pointer[snapshot]
 	serial atomic.Uint32
@@ -58,7 +60,11 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Gateway, 
 		errLog:     slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 		m:          m,
 		fwd:        newForwarder(cfg, logger, m),
+		limits:     newClientLimits(cfg.DNSClientRate, cfg.DNSClientBurst, cfg.DNSClients),
 		transports: make(map[transportKey]*http.Transport),
+	}
+	if cfg.MeshInterface != "" {
+		g.ifaces = newIfaceSet(cfg.MeshInterface)
 	}
 	g.snap.Store(g.emptySnapshot())
 	return g, nil
@@ -83,8 +89,8 @@ func (g *Gateway) Update(st State) error {
 
 // Listen says where Serve listens. The daemon passes its mesh addresses
 // (port 80 and 53) and, to offer public services to the LAN, its LAN
-// address for HTTP. Never give the LAN address for DNS: public sources get
-// local answers only, but there is no point in offering them.
+// address for HTTP. Never give the LAN address for DNS: public sources are
+// refused.
 type Listen struct {
 	HTTP []netip.AddrPort // proxy and portal
 	DNS  []netip.AddrPort // DNS over UDP and TCP
@@ -154,6 +160,15 @@ func (g *Gateway) Serve(ctx context.Context, l Listen) error {
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("gateway: listening for dns on udp %s: %w", a, err)
+		}
+		if g.ifaces != nil {
+			mc, err := meshOnly(pc, g.ifaces, g.m.dnsDropped.Inc)
+			if err != nil {
+				pc.Close()
+				closeAll()
+				return fmt.Errorf("gateway: dns on udp %s: %w", a, err)
+			}
+			pc = mc
 		}
 		dnsSrvs = append(dnsSrvs, g.dnsServer(dh, pc, nil))
 		ln, err := lc.Listen(ctx, tcpNet(a), a.String())

@@ -11,10 +11,13 @@ import (
 
 // metrics are the gateway's Prometheus collectors.
 type metrics struct {
-	requests  *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
-	dnsQuery  *prometheus.CounterVec
-	upstreams *prometheus.GaugeVec
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	dnsQuery *prometheus.CounterVec
+	// dnsDropped counts UDP queries dropped unanswered: they did not come
+	// by the WireGuard interface.
+	dnsDropped prometheus.Counter
+	upstreams  *prometheus.GaugeVec
 }
 
 // codes holds status codes as strings: strconv.Itoa allocates for numbers
@@ -46,8 +49,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"service"}),
 		dnsQuery: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "booture", Subsystem: "gateway", Name: "dns_queries_total",
-			Help: "DNS queries answered, by how (local, forwarded, offline, refused, error) and response code.",
+			Help: "DNS queries answered, by how (local, forwarded, offline, failed, refused, ratelimited, invalid) and response code.",
 		}, []string{"how", "rcode"}),
+		dnsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "booture", Subsystem: "gateway", Name: "dns_dropped_total",
+			Help: "DNS queries over UDP dropped unanswered because they did not arrive by the WireGuard interface.",
+		}),
 		upstreams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "booture", Subsystem: "gateway", Name: "dns_upstreams",
 			Help: "Upstream resolvers by state (up: believed reachable, down: skipped until its backoff ends).",
@@ -65,6 +72,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.dnsQuery, err = register(reg, m.dnsQuery); err != nil {
+		return nil, err
+	}
+	if m.dnsDropped, err = register(reg, m.dnsDropped); err != nil {
 		return nil, err
 	}
 	if m.upstreams, err = register(reg, m.upstreams); err != nil {

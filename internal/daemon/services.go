@@ -94,6 +94,7 @@ func (d *Daemon) newGateway() error {
 	gc := gateway.DefaultConfig()
 	gc.Domain = d.cfg.Domain
 	gc.Upstreams = d.cfg.DNSUpstreams
+	gc.MeshInterface = d.cfg.Interface
 	gw, err := gateway.New(gc, d.log.With("subsystem", "gateway"), d.registry)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
