@@ -32,10 +32,12 @@ func New(log *slog.Logger, version string) *Site {
 }
 
 type server struct {
-	root   string
-	listen string // as configured ("" = any loopback port)
-	addr   string // actual address
-	srv    *http.Server
+	root    string
+	listen  string // as configured ("" = any loopback port)
+	listing bool
+	addr    string // actual address
+	dir     *os.Root
+	srv     *http.Server
 }
 
 // Describe implements sdk.Plugin.
@@ -50,8 +52,9 @@ func (s *Site) Describe(context.Context) (sdk.Info, error) {
 	}, nil
 }
 
-// Configure implements sdk.Plugin. Settings: root (the folder, required)
-// and listen (loopback address, default: a port picked by the system).
+// Configure implements sdk.Plugin. Settings: root (the folder, required),
+// listen (loopback address, default: a port picked by the system) and
+// listing ("true" lists folders without index.html; default "false").
 // Servers whose settings did not change keep running, on the same port.
 func (s *Site) Configure(ctx context.Context, req sdk.ConfigureRequest) (sdk.ConfigureResponse, error) {
 	s.mu.Lock()
@@ -69,13 +72,21 @@ func (s *Site) Configure(ctx context.Context, req sdk.ConfigureRequest) (sdk.Con
 		if err := checkLoopback(listen); err != nil {
 			return sdk.ConfigureResponse{}, fmt.Errorf("service %s: %w", spec.Name, err)
 		}
+		var listing bool
+		switch v := spec.Settings["listing"]; v {
+		case "", "false":
+		case "true":
+			listing = true
+		default:
+			return sdk.ConfigureResponse{}, fmt.Errorf("service %s: listing %q: want true or false", spec.Name, v)
+		}
 		cur := s.servers[spec.Name]
-		if cur == nil || cur.root != root || cur.listen != listen {
+		if cur == nil || cur.root != root || cur.listen != listen || cur.listing != listing {
 			if cur != nil {
 				cur.shutdown(ctx)
 			}
 			var err error
-			if cur, err = s.start(root, listen); err != nil {
+			if cur, err = s.start(root, listen, listing); err != nil {
 				return sdk.ConfigureResponse{}, fmt.Errorf("service %s: %w", spec.Name, err)
 			}
 			s.servers[spec.Name] = cur
@@ -112,17 +123,22 @@ func checkLoopback(listen string) error {
 	return nil
 }
 
-func (s *Site) start(root, listen string) (*server, error) {
+func (s *Site) start(root, listen string, listing bool) (*server, error) {
 	addr := listen
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
+	dir, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("opening root: %w", err)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		dir.Close()
 		return nil, fmt.Errorf("listening: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           http.FileServer(http.Dir(root)),
+		Handler:           &files{root: dir, listing: listing},
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -131,7 +147,7 @@ func (s *Site) start(root, listen string) (*server, error) {
 			s.log.Error("serving", "root", root, "error", err)
 		}
 	}()
-	return &server{root: root, listen: listen, addr: ln.Addr().String(), srv: srv}, nil
+	return &server{root: root, listen: listen, listing: listing, addr: ln.Addr().String(), dir: dir, srv: srv}, nil
 }
 
 // shutdown lets requests in flight finish (bounded by ctx and 5 s).
@@ -141,6 +157,7 @@ func (v *server) shutdown(ctx context.Context) {
 	if err := v.srv.Shutdown(ctx); err != nil {
 		v.srv.Close()
 	}
+	v.dir.Close()
 }
 
 // Health implements sdk.Plugin: the folder is there and the server
