@@ -3,7 +3,6 @@ package mesh
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,9 +10,7 @@ import (
 	"net"
 	"time"
 
-	"golang.org/x/crypto/hkdf"
 	"golang.org/x/crypto/nacl/box"
-	"golang.org/x/crypto/nacl/secretbox"
 )
 
 // handshakeTimeout bounds a whole join or catch-up exchange.
@@ -31,8 +28,19 @@ const maxFirstFrame = 4 << 10
 const (
 	frameError  = 'E' // plain text: a refusal, shown to the user
 	framePlain  = 'P' // plain JSON, nothing secret
-	frameSealed = 'S' // nonce(24) | NaCl secretbox or box
+	frameSealed = 'S' // nonce(24) | NaCl box
+	// The join handshake's frames (joinhs.go): a Noise handshake message
+	// (the first preceded by the token's id), and transport messages.
+	frameNoise     = 'N'
+	frameTransport = 'T'
 )
+
+// errFrameLength is a frame whose declared length is out of range.
+var errFrameLength = errors.New("handshake frame length out of range")
+
+// errOldInviter is a join answered as a gossip stream: the inviter runs a
+// booture from before the current join handshake (magicJoin).
+var errOldInviter = errors.New("the inviter runs an older booture that does not know this join handshake: upgrade booture there, then join again")
 
 func writeFrame(w io.Writer, kind byte, body []byte) error {
 	if len(body)+1 > maxFrame {
@@ -84,7 +92,7 @@ func readFrameLen(r io.Reader, limit int) (uint32, error) {
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
 	if n == 0 || n > uint32(limit) {
-		return 0, fmt.Errorf("handshake frame length %d out of range (at most %d)", n, limit)
+		return 0, fmt.Errorf("%w: %d (at most %d)", errFrameLength, n, limit)
 	}
 	return n, nil
 }
@@ -97,17 +105,6 @@ func readFrameBody(r io.Reader, n uint32) (kind byte, body []byte, err error) {
 	return buf[0], buf[1:], nil
 }
 
-// tokenKey derives the symmetric key that protects a join handshake from an
-// invitation's secret.
-func tokenKey(secret []byte) *[32]byte {
-	var k [32]byte
-	r := hkdf.New(sha256.New, secret, nil, []byte("booture join v1"))
-	if _, err := io.ReadFull(r, k[:]); err != nil {
-		panic("hkdf: " + err.Error())
-	}
-	return &k
-}
-
 func newNonce() *[24]byte {
 	var n [24]byte
 	if _, err := rand.Read(n[:]); err != nil {
@@ -116,27 +113,7 @@ func newNonce() *[24]byte {
 	return &n
 }
 
-// sealSym encrypts and authenticates msg with a shared key.
-func sealSym(key *[32]byte, msg []byte) []byte {
-	n := newNonce()
-	return secretbox.Seal(n[:], msg, n, key)
-}
-
 var errOpen = errors.New("message authentication failed")
-
-// openSym reverses sealSym.
-func openSym(key *[32]byte, b []byte) ([]byte, error) {
-	if len(b) < 24+secretbox.Overhead {
-		return nil, errOpen
-	}
-	var n [24]byte
-	copy(n[:], b[:24])
-	out, ok := secretbox.Open(nil, b[24:], &n, key)
-	if !ok {
-		return nil, errOpen
-	}
-	return out, nil
-}
 
 // sealTo encrypts msg so that only the holder of the private key of to can
 // read it, and it can tell that the holder of from's private key wrote it.

@@ -88,6 +88,7 @@ func FuzzHandshake(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 5, 'S', 1, 2, 3, 4}, false)
 	f.Add([]byte{0, 0, 0, 3, 'P', '{', '}'}, true)
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff}, false)
+	f.Add(append([]byte{0, 0, 0, 1 + 16 + minNoiseMsg1, frameNoise}, make([]byte, 16+minNoiseMsg1)...), false)
 	n := startTestNode(f, "fuzz", "", Key{})
 	f.Fuzz(func(t *testing.T, b []byte, catchUp bool) {
 		c1, c2 := net.Pipe()

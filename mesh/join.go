@@ -3,6 +3,7 @@ package mesh
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/flynn/noise"
 )
 
 // credsPayload is what a booture hands to another that adopts its
@@ -34,13 +37,13 @@ func (p *credsPayload) validate() error {
 	return nil
 }
 
-// joinRequest is the joiner's first message, sealed with the token's key.
+// joinRequest is the joiner's first message (see joinhs.go).
 type joinRequest struct {
 	Self    Record  `json:"self"`
 	Summary Summary `json:"summary"`
 }
 
-// joinReply is the inviter's answer, sealed with the token's key.
+// joinReply is the inviter's answer (see joinhs.go).
 type joinReply struct {
 	// Outcome is "accept" (the joiner adopts the inviter's mesh, with
 	// Site) or "merge" (the joiner's mesh wins: the inviter adopts the
@@ -68,6 +71,93 @@ type JoinResult struct {
 type Invitation struct {
 	Token   string
 	Expires time.Time
+	// ID names the invitation without its secret (see Invitations).
+	ID string
+}
+
+// InvitationInfo describes a pending invitation: issued, not used, not
+// revoked and not expired. It never carries the secret.
+type InvitationInfo struct {
+	ID               string
+	Created, Expires time.Time
+}
+
+// invitationID is the text form of an invitation's id: hex.
+func invitationID(id []byte) string { return hex.EncodeToString(id) }
+
+// Invitations lists the pending invitations, oldest first.
+func (n *Node) Invitations() []InvitationInfo {
+	now := n.now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []InvitationInfo
+	for _, inv := range n.st.Invitations {
+		if inv.UsedAt == 0 && inv.RevokedAt == 0 && !now.After(time.Unix(inv.Expires, 0)) {
+			out = append(out, inv.info())
+		}
+	}
+	return out
+}
+
+func (inv *invitation) info() InvitationInfo {
+	return InvitationInfo{ID: invitationID(inv.ID), Created: time.UnixMilli(inv.Created), Expires: time.Unix(inv.Expires, 0)}
+}
+
+// ErrInvitationNotFound is returned by RevokeInvitation for a token or id
+// that names no invitation of this booture.
+var ErrInvitationNotFound = errors.New("no such invitation on this booture")
+
+// minIDPrefix is the shortest prefix of an invitation id RevokeInvitation
+// takes.
+const minIDPrefix = 8
+
+// RevokeInvitation revokes an unused invitation, named by its token or its
+// id (or a unique prefix of the id of at least 8 characters): whoever
+// holds the token can no longer join with it, and is told it was revoked.
+func (n *Node) RevokeInvitation(tokenOrID string) (InvitationInfo, error) {
+	tokenOrID = strings.TrimSpace(tokenOrID)
+	var match func(inv *invitation) bool
+	switch {
+	case strings.HasPrefix(tokenOrID, tokenPrefix):
+		tok, err := ParseToken(tokenOrID)
+		if err != nil {
+			return InvitationInfo{}, err
+		}
+		match = func(inv *invitation) bool { return bytes.Equal(inv.ID, tok.ID[:]) }
+	case len(tokenOrID) >= minIDPrefix:
+		id := strings.ToLower(tokenOrID)
+		match = func(inv *invitation) bool { return strings.HasPrefix(invitationID(inv.ID), id) }
+	default:
+		return InvitationInfo{}, fmt.Errorf("%q is neither a token nor an invitation id (at least %d characters of it)", tokenOrID, minIDPrefix)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var found *invitation
+	for i := range n.st.Invitations {
+		inv := &n.st.Invitations[i]
+		if !match(inv) {
+			continue
+		}
+		if found != nil {
+			return InvitationInfo{}, fmt.Errorf("%q names several invitations: give more of the id", tokenOrID)
+		}
+		found = inv
+	}
+	switch {
+	case found == nil:
+		return InvitationInfo{}, fmt.Errorf("%w: %q", ErrInvitationNotFound, tokenOrID)
+	case found.UsedAt != 0:
+		return InvitationInfo{}, fmt.Errorf("invitation %s was already used by %s", invitationID(found.ID), found.UsedBy)
+	case found.RevokedAt != 0:
+		return found.info(), nil
+	}
+	found.RevokedAt = n.now().UnixMilli()
+	if err := n.saveLocked(); err != nil {
+		found.RevokedAt = 0
+		return InvitationInfo{}, err
+	}
+	n.log.Info("invitation revoked", "id", invitationID(found.ID))
+	return found.info(), nil
 }
 
 // DefaultInviteTTL is how long an invitation is valid by default.
@@ -103,7 +193,7 @@ func (n *Node) Invite(ttl time.Duration) (Invitation, error) {
 	copy(t.ID[:], inv.ID)
 	copy(t.Secret[:], inv.Secret)
 	n.log.Info("invitation issued", "expires", t.Expires.UTC().Format(time.RFC3339))
-	return Invitation{Token: t.Encode(), Expires: t.Expires}, nil
+	return Invitation{Token: t.Encode(), Expires: t.Expires, ID: invitationID(inv.ID)}, nil
 }
 
 // summaryLocked summarizes the current credentials.
@@ -160,7 +250,7 @@ func (n *Node) Join(ctx context.Context, tokenText string) (JoinResult, error) {
 			if err == nil {
 				return res, nil
 			}
-			for _, final := range []error{ErrTokenGarbled, ErrTokenExpired, ErrTokenUsed, ErrTokenUnknown, errRefused} {
+			for _, final := range []error{ErrTokenGarbled, ErrTokenExpired, ErrTokenUsed, ErrTokenUnknown, ErrTokenRevoked, errRefused, errOldInviter} {
 				if errors.Is(err, final) {
 					return JoinResult{}, err
 				}
@@ -181,6 +271,7 @@ var refusalCodes = map[string]error{
 	"expired": ErrTokenExpired,
 	"used":    ErrTokenUsed,
 	"unknown": ErrTokenUnknown,
+	"revoked": ErrTokenRevoked,
 }
 
 // refusal turns an error frame "code: message" into an error.
@@ -208,7 +299,10 @@ func (n *Node) redeem(ctx context.Context, addr netip.AddrPort, tok Token) (Join
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 
-	key := tokenKey(tok.Secret[:])
+	hs, err := newJoinHandshake(true, tok.ID[:], tok.Secret[:])
+	if err != nil {
+		return JoinResult{}, err
+	}
 	n.mu.Lock()
 	req := joinRequest{Self: n.selfLocked(), Summary: n.summaryLocked()}
 	n.mu.Unlock()
@@ -216,22 +310,36 @@ func (n *Node) redeem(ctx context.Context, addr netip.AddrPort, tok Token) (Join
 	if err != nil {
 		return JoinResult{}, err
 	}
-	if err := writeFrame(conn, frameSealed, append(tok.ID[:], sealSym(key, body)...)); err != nil {
+	msg1, _, _, err := hs.WriteMessage(nil, body)
+	if err != nil {
+		return JoinResult{}, fmt.Errorf("join request: %w", err)
+	}
+	if err := writeFrame(conn, frameNoise, append(tok.ID[:], msg1...)); err != nil {
 		return JoinResult{}, fmt.Errorf("%s: %w", addr, err)
 	}
 	kind, body, err := readFrame(conn, maxFrame)
+	switch {
+	case errors.Is(err, errFrameLength):
+		// An inviter that does not know this handshake passes it to
+		// gossip, which answers with an encrypted gossip message.
+		return JoinResult{}, fmt.Errorf("%s: %w", addr, errOldInviter)
+	case err != nil:
+		return JoinResult{}, fmt.Errorf("%s: %w", addr, err)
+	case kind == frameError:
+		return JoinResult{}, refusal(body)
+	case kind != frameNoise:
+		return JoinResult{}, fmt.Errorf("%s: unexpected handshake frame %q", addr, kind)
+	}
+	_, send, recv, err := hs.ReadMessage(nil, body)
+	if err != nil || send == nil {
+		return JoinResult{}, fmt.Errorf("%s: the inviter's answer failed authentication", addr)
+	}
+	kind, body, err = readFrame(conn, maxFrame)
 	if err != nil {
 		return JoinResult{}, fmt.Errorf("%s: %w", addr, err)
 	}
-	switch kind {
-	case frameError:
-		return JoinResult{}, refusal(body)
-	case frameSealed:
-	default:
-		return JoinResult{}, fmt.Errorf("%s: unexpected handshake frame %q", addr, kind)
-	}
-	plain, err := openSym(key, body)
-	if err != nil {
+	plain, err := openChunks(recv, body)
+	if kind != frameTransport || err != nil {
 		return JoinResult{}, fmt.Errorf("%s: the inviter's answer failed authentication", addr)
 	}
 	var rep joinReply
@@ -263,7 +371,11 @@ func (n *Node) redeem(ctx context.Context, addr netip.AddrPort, tok Token) (Join
 		if err != nil {
 			return JoinResult{}, err
 		}
-		if err := writeFrame(conn, frameSealed, sealSym(key, body)); err != nil {
+		sealed, err := sealChunks(send, body)
+		if err != nil {
+			return JoinResult{}, err
+		}
+		if err := writeFrame(conn, frameTransport, sealed); err != nil {
 			return JoinResult{}, fmt.Errorf("%s: %w", addr, err)
 		}
 		kind, body, err := readFrame(conn, maxFirstFrame)
@@ -290,6 +402,12 @@ func (n *Node) handleStream(conn net.Conn, magic []byte) {
 	switch {
 	case bytes.Equal(magic, magicJoin):
 		err = n.serveJoin(ctx, conn)
+	case bytes.Equal(magic, magicJoinV1):
+		// An older booture's join: read its request (so that it reads
+		// the answer rather than a reset), then say why it cannot join.
+		if _, _, err = readFrame(conn, maxFirstFrame); err == nil {
+			err = refuse(conn, "upgrade", "the inviter runs a newer booture, whose invitations need the newer join handshake: upgrade booture on this box, then join again with the same token")
+		}
 	case bytes.Equal(magic, magicCatchUp):
 		err = n.serveCatchUp(ctx, conn)
 	}
@@ -313,15 +431,25 @@ func (n *Node) serveJoin(ctx context.Context, conn net.Conn) error {
 	if err != nil {
 		return err
 	}
-	if kind != frameSealed || len(body) < 16 {
+	f, err := parseJoinRequestFrame(body)
+	if kind != frameNoise || err != nil {
 		return refuse(conn, "garbled", "malformed join request")
 	}
-	id, sealed := body[:16], body[16:]
+	// The handshake's inviter side, once the invitation's secret is known.
+	var hs *noise.HandshakeState
+	open := func(secret []byte) ([]byte, error) {
+		var err error
+		if hs, err = newJoinHandshake(false, f.ID, secret); err != nil {
+			return nil, err
+		}
+		plain, _, _, err := hs.ReadMessage(nil, f.Msg)
+		return plain, err
+	}
 
 	// Serialize with every other change of credentials, but never hold the
 	// lock while waiting for the network.
 	n.opMu.Lock()
-	reply, key, code, why := n.admitLocked(id, sealed)
+	reply, code, why := n.admitLocked(f.ID, open)
 	n.opMu.Unlock()
 	if code != "" {
 		return refuse(conn, code, why)
@@ -330,7 +458,18 @@ func (n *Node) serveJoin(ctx context.Context, conn net.Conn) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFrame(conn, frameSealed, sealSym(key, body)); err != nil {
+	msg2, recv, send, err := hs.WriteMessage(nil, nil)
+	if err != nil {
+		return fmt.Errorf("join answer: %w", err)
+	}
+	sealed, err := sealChunks(send, body)
+	if err != nil {
+		return err
+	}
+	if err := writeFrame(conn, frameNoise, msg2); err != nil {
+		return err
+	}
+	if err := writeFrame(conn, frameTransport, sealed); err != nil {
 		return err
 	}
 	joiner := reply.joiner
@@ -346,8 +485,8 @@ func (n *Node) serveJoin(ctx context.Context, conn net.Conn) error {
 		return err
 	}
 	defer release()
-	plain, err := openSym(key, body)
-	if kind != frameSealed || err != nil {
+	plain, err := openChunks(recv, body)
+	if kind != frameTransport || err != nil {
 		return refuse(conn, "garbled", "merge credentials failed authentication")
 	}
 	var p credsPayload
@@ -379,13 +518,14 @@ const redeemRetryWindow = 5 * time.Minute
 // admitLocked checks an invitation and decides the outcome of a join. On
 // refusal it returns an error code and message for the joiner. n.opMu must
 // be held.
-func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, code, why string) {
+// open decrypts the request with the invitation's secret.
+func (n *Node) admitLocked(id []byte, open func(secret []byte) ([]byte, error)) (reply admission, code, why string) {
 	now := n.now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	inv := n.invitationLocked(id)
 	if inv == nil {
-		return reply, nil, "unknown", ""
+		return reply, "unknown", ""
 	}
 	used := fmt.Sprintf("by %s at %s", inv.UsedBy, time.UnixMilli(inv.UsedAt).UTC().Format(time.RFC3339))
 	// A used token may only be asked for again by the booture that used
@@ -393,29 +533,30 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 	// request is open.
 	retry := inv.UsedAt != 0 && !inv.UsedByKey.IsZero() && now.Sub(time.UnixMilli(inv.UsedAt)) <= redeemRetryWindow
 	switch {
+	case inv.RevokedAt != 0:
+		return reply, "revoked", "at " + time.UnixMilli(inv.RevokedAt).UTC().Format(time.RFC3339)
 	case inv.UsedAt != 0 && !retry:
-		return reply, nil, "used", used
+		return reply, "used", used
 	case now.After(time.Unix(inv.Expires, 0)):
-		return reply, nil, "expired", "at " + time.Unix(inv.Expires, 0).UTC().Format(time.RFC3339)
+		return reply, "expired", "at " + time.Unix(inv.Expires, 0).UTC().Format(time.RFC3339)
 	}
-	key = tokenKey(inv.Secret)
-	plain, err := openSym(key, sealed)
+	plain, err := open(inv.Secret)
 	if err != nil {
-		return reply, nil, "garbled", "the token's secret does not match"
+		return reply, "garbled", "the token's secret does not match"
 	}
 	var req joinRequest
 	if err := json.Unmarshal(plain, &req); err != nil {
-		return reply, nil, "garbled", "malformed join request"
+		return reply, "garbled", "malformed join request"
 	}
 	joiner := req.Self
 	if retry && inv.UsedByKey != joiner.PublicKey {
-		return reply, nil, "used", used
+		return reply, "used", used
 	}
 	if err := joiner.Validate(); err != nil {
-		return reply, nil, "invalid", err.Error()
+		return reply, "invalid", err.Error()
 	}
 	if why := n.checkJoinerLocked(joiner); why != "" {
-		return reply, nil, "refused", why
+		return reply, "refused", why
 	}
 	ours := n.summaryLocked()
 	prev, hadPrev := n.roster[joiner.PublicKey]
@@ -430,7 +571,7 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 		if hadPrev && (req.Summary.MeshID == ours.MeshID || retry) {
 			site = prev.Site // a booture of this mesh coming back, or asking again
 		} else if site, err = n.freeSiteLocked(); err != nil {
-			return reply, nil, "refused", err.Error()
+			return reply, "refused", err.Error()
 		}
 		joiner.Site, joiner.SiteClaim = site, now.UnixMilli()
 		joiner.Gen = nextGen(joiner.Gen, now)
@@ -457,10 +598,10 @@ func (n *Node) admitLocked(id, sealed []byte) (reply admission, key *[32]byte, c
 			delete(n.roster, joiner.PublicKey)
 		}
 		n.names = nil
-		return reply, nil, "refused", "the inviter could not save its state"
+		return reply, "refused", "the inviter could not save its state"
 	}
 	reply.joiner = joiner
-	return reply, key, "", ""
+	return reply, "", ""
 }
 
 // checkJoinerLocked returns why a booture may not join, or "".

@@ -542,8 +542,11 @@ func (n *Node) pruneLocked() {
 	kept := n.st.Invitations[:0]
 	for _, inv := range n.st.Invitations {
 		end := time.Unix(inv.Expires, 0)
-		if inv.UsedAt != 0 {
+		switch {
+		case inv.UsedAt != 0:
 			end = time.UnixMilli(inv.UsedAt)
+		case inv.RevokedAt != 0:
+			end = time.UnixMilli(inv.RevokedAt)
 		}
 		if now.Sub(end) < 7*24*time.Hour {
 			kept = append(kept, inv)

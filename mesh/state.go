@@ -121,6 +121,8 @@ type invitation struct {
 	// UsedByKey is the public key of the booture that used it: only that
 	// booture may redeem it again, within redeemRetryWindow.
 	UsedByKey Key `json:"used_by_key,omitzero"`
+	// RevokedAt is set (Unix ms) when the admin revoked it unused.
+	RevokedAt int64 `json:"revoked_at,omitempty"`
 }
 
 // Conflict records a site conflict found when two parts of the mesh met.

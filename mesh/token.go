@@ -33,6 +33,7 @@ var (
 	ErrTokenExpired = errors.New("invitation token has expired")
 	ErrTokenUsed    = errors.New("invitation token was already used")
 	ErrTokenUnknown = errors.New("invitation token is not known to the inviter")
+	ErrTokenRevoked = errors.New("invitation token was revoked by the inviter")
 )
 
 // Token is a decoded invitation.

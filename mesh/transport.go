@@ -21,11 +21,18 @@ import (
 // listener, booture's two handshakes: joining with an invitation and catching
 // up with the mesh's current credentials. A handshake stream starts with a
 // 4-byte magic that can never start a memberlist stream (memberlist's first
-// byte is a small message type or its label marker).
+// byte is a small message type or its label marker). magicJoinV1 is the
+// join of older bootures, only answered with a refusal that says to
+// upgrade (see joinhs.go).
 var (
-	magicJoin    = []byte("BTJ1")
+	magicJoin    = []byte("BTJ2")
+	magicJoinV1  = []byte("BTJ1")
 	magicCatchUp = []byte("BTC1")
 )
+
+func isHandshakeMagic(b []byte) bool {
+	return bytes.Equal(b, magicJoin) || bytes.Equal(b, magicCatchUp) || bytes.Equal(b, magicJoinV1)
+}
 
 // streamHandler handles a handshake stream; it owns conn.
 type streamHandler func(conn net.Conn, magic []byte)
@@ -302,7 +309,7 @@ func (t *gossipTransport) route(c *guardedConn) {
 		c.Close()
 		return
 	}
-	if bytes.Equal(head, magicJoin) || bytes.Equal(head, magicCatchUp) {
+	if isHandshakeMagic(head) {
 		release, ok := t.guard.admitHandshake(c.RemoteAddr())
 		if !ok {
 			c.Close()

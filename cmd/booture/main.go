@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -90,24 +91,56 @@ scan the code with the WireGuard app.`,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return c.peers(cmd.Context()) },
 	}))
 
-	var expires string
+	var expires, revoke string
 	invite := jsonFlag(&cobra.Command{
 		Use:   "invite",
 		Short: "Print a one-time token another booture uses to join this mesh",
 		Long: `Print a one-time invitation token. On the other booture, run
-"booture join TOKEN". The token works once and expires (default 24h). Keep
-it secret: whoever holds it can join the mesh until then.`,
+"booture join TOKEN" (or "booture join -" and paste it: then it does not show
+in the process list). The token works once and expires (default 24h). Keep
+it secret: whoever holds it can join the mesh until then.
+
+"booture invite list" shows the invitations not yet used; "booture invite
+--revoke ID" (or the token) cancels one: it then no longer works.`,
 		Args: args(0, "no argument"),
-		RunE: func(cmd *cobra.Command, _ []string) error { return c.invite(cmd.Context(), expires) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if revoke == "" {
+				return c.invite(cmd.Context(), expires)
+			}
+			if cmd.Flags().Changed("expires") {
+				return usageError{errors.New("--revoke and --expires do not go together")}
+			}
+			tok, err := readArg(cmd, revoke, "token or invitation id")
+			if err != nil {
+				return err
+			}
+			return c.revokeInvitation(cmd.Context(), tok)
+		},
 	})
 	invite.Flags().StringVar(&expires, "expires", "24h", "validity of the token (e.g. 30m, 2h, 7d is 168h)")
+	invite.Flags().StringVar(&revoke, "revoke", "", "revoke an unused invitation, by its id (see invite list) or its token (- reads it from standard input)")
+	invite.AddCommand(jsonFlag(&cobra.Command{
+		Use:   "list",
+		Short: "List the invitations not yet used, revoked or expired (never their tokens)",
+		Args:  args(0, "no argument"),
+		RunE:  func(cmd *cobra.Command, _ []string) error { return c.invitations(cmd.Context()) },
+	}))
 	root.AddCommand(invite)
 
 	root.AddCommand(jsonFlag(&cobra.Command{
-		Use:   "join TOKEN",
+		Use:   "join TOKEN|-",
 		Short: "Join the mesh of the booture that printed TOKEN",
-		Args:  args(1, "one TOKEN"),
-		RunE:  func(cmd *cobra.Command, a []string) error { return c.join(cmd.Context(), a[0]) },
+		Long: `Join the mesh of the booture that printed TOKEN with "booture invite".
+With "-", the token is read from standard input: a token on the command
+line shows in the process list (ps) while the join runs.`,
+		Args: args(1, "one TOKEN (or - to read it from standard input)"),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			tok, err := readArg(cmd, a[0], "token")
+			if err != nil {
+				return err
+			}
+			return c.join(cmd.Context(), tok)
+		},
 	}))
 	root.AddCommand(jsonFlag(&cobra.Command{
 		Use:   "expel NAME",
@@ -159,6 +192,65 @@ func (c *cli) invite(ctx context.Context, expires string) error {
 		return c.printJSON(inv)
 	}
 	fmt.Fprintln(c.out, inv.Token)
+	return nil
+}
+
+// maxStdinArg bounds what readArg reads from standard input: a token is
+// under 200 characters.
+const maxStdinArg = 4 << 10
+
+// readArg returns arg, or with "-" the first line of standard input.
+func readArg(cmd *cobra.Command, arg, what string) (string, error) {
+	if arg != "-" {
+		return arg, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxStdinArg))
+	if err != nil {
+		return "", fmt.Errorf("reading the %s from standard input: %w", what, err)
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if line = strings.TrimSpace(line); line == "" {
+		return "", usageError{fmt.Errorf("no %s on standard input", what)}
+	}
+	return line, nil
+}
+
+func (c *cli) invitations(ctx context.Context) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	list, err := c.client().Invitations(ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(c.out, "No pending invitation.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tCREATED\tEXPIRES")
+	for _, inv := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", inv.ID, inv.Created.Local().Format(timeLayout), inv.Expires.Local().Format(timeLayout))
+	}
+	return tw.Flush()
+}
+
+// timeLayout shows invitations' times.
+const timeLayout = "2006-01-02 15:04 MST"
+
+func (c *cli) revokeInvitation(ctx context.Context, tokenOrID string) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	inv, err := c.client().RevokeInvitation(ctx, tokenOrID)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(inv)
+	}
+	fmt.Fprintf(c.out, "Revoked invitation %s: its token no longer works.\n", inv.ID)
 	return nil
 }
 

@@ -93,6 +93,14 @@ func (c *Client) Invite(ctx context.Context, expires string) (i Invitation, err 
 	return i, c.do(ctx, "POST", "/v1/invite", InviteRequest{Expires: expires}, &i)
 }
 
+func (c *Client) Invitations(ctx context.Context) (l []PendingInvitation, err error) {
+	return l, c.do(ctx, "GET", "/v1/invitations", nil, &l)
+}
+
+func (c *Client) RevokeInvitation(ctx context.Context, tokenOrID string) (i PendingInvitation, err error) {
+	return i, c.do(ctx, "POST", "/v1/invitations/revoke", RevokeRequest{Invitation: tokenOrID}, &i)
+}
+
 func (c *Client) Join(ctx context.Context, token string) (r JoinResult, err error) {
 	return r, c.do(ctx, "POST", "/v1/join", JoinRequest{Token: token}, &r)
 }

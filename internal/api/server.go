@@ -22,6 +22,8 @@ import (
 type Backend interface {
 	Status(ctx context.Context) (Status, error)
 	Invite(ctx context.Context, ttl time.Duration) (Invitation, error)
+	Invitations(ctx context.Context) ([]PendingInvitation, error)
+	RevokeInvitation(ctx context.Context, tokenOrID string) (PendingInvitation, error)
 	Join(ctx context.Context, token string) (JoinResult, error)
 	Expel(ctx context.Context, name string) (ExpelResult, error)
 	Leave(ctx context.Context) error
@@ -82,6 +84,14 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 			ttl = d
 		}
 		return b.Invite(r.Context(), ttl)
+	})
+	h("GET /v1/invitations", func(r *http.Request) (any, error) { return b.Invitations(r.Context()) })
+	h("POST /v1/invitations/revoke", func(r *http.Request) (any, error) {
+		var req RevokeRequest
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		return b.RevokeInvitation(r.Context(), req.Invitation)
 	})
 	h("POST /v1/join", func(r *http.Request) (any, error) {
 		var req JoinRequest

@@ -100,6 +100,22 @@ type InviteRequest struct {
 type Invitation struct {
 	Token   string    `json:"token"`
 	Expires time.Time `json:"expires"`
+	// ID names the invitation in invite list and invite --revoke.
+	ID string `json:"id"`
+}
+
+// PendingInvitation is an invitation not yet used, revoked or expired:
+// GET /v1/invitations lists them. It never carries the token.
+type PendingInvitation struct {
+	ID      string    `json:"id"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+}
+
+// RevokeRequest is the body of POST /v1/invitations/revoke: a token or an
+// invitation id (or a unique prefix of one of at least 8 characters).
+type RevokeRequest struct {
+	Invitation string `json:"invitation"`
 }
 
 // JoinRequest is the body of POST /v1/join.

@@ -92,7 +92,32 @@ func (d *Daemon) Invite(ctx context.Context, ttl time.Duration) (api.Invitation,
 	if err != nil {
 		return api.Invitation{}, api.BadRequest(err)
 	}
-	return api.Invitation{Token: inv.Token, Expires: inv.Expires.UTC()}, nil
+	return api.Invitation{Token: inv.Token, Expires: inv.Expires.UTC(), ID: inv.ID}, nil
+}
+
+// Invitations implements api.Backend.
+func (d *Daemon) Invitations(ctx context.Context) ([]api.PendingInvitation, error) {
+	out := []api.PendingInvitation{}
+	for _, inv := range d.node.Invitations() {
+		out = append(out, pendingInvitation(inv))
+	}
+	return out, nil
+}
+
+// RevokeInvitation implements api.Backend.
+func (d *Daemon) RevokeInvitation(ctx context.Context, tokenOrID string) (api.PendingInvitation, error) {
+	inv, err := d.node.RevokeInvitation(tokenOrID)
+	switch {
+	case errors.Is(err, mesh.ErrInvitationNotFound):
+		return api.PendingInvitation{}, api.NotFound(err)
+	case err != nil:
+		return api.PendingInvitation{}, api.BadRequest(err)
+	}
+	return pendingInvitation(inv), nil
+}
+
+func pendingInvitation(inv mesh.InvitationInfo) api.PendingInvitation {
+	return api.PendingInvitation{ID: inv.ID, Created: inv.Created.UTC(), Expires: inv.Expires.UTC()}
 }
 
 // Join implements api.Backend.

@@ -272,6 +272,12 @@ func (h *Host) CLIContext(ctx context.Context, args ...string) Result {
 	return h.RunContext(ctx, 70*time.Second, append([]string{h.lab.BinPath("booture"), "--socket", h.Socket}, args...)...)
 }
 
+// CLIInput is CLI with stdin as the command's standard input.
+func (h *Host) CLIInput(stdin string, args ...string) Result {
+	return runInput(context.Background(), 70*time.Second, h.env, stdin,
+		append([]string{"ip", "netns", "exec", h.NS.Name, h.lab.BinPath("booture"), "--socket", h.Socket}, args...)...)
+}
+
 // CLIJSON runs the CLI with args and --json and decodes its output into v.
 func (h *Host) CLIJSON(v any, args ...string) error {
 	r := h.CLI(append(args, "--json")...)
