@@ -2,12 +2,14 @@ package lab_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/lab"
+	"github.com/booture/booture/internal/waitfor"
 )
 
 // Issue 3, item 6: after kill -9 of the daemon in the middle of many
@@ -160,19 +163,22 @@ func TestPluginReloadDropsNoRequest(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(time.Second)
+	waitfor.Cond(t, 10*time.Second, "requests flowing before the reload", func() bool { return ok.Load() >= 10 })
 	before := pluginPID(t, h2)
 	// A new binary (here the same program, reinstalled) and a reload.
 	must(t, h2.CLI("plugin", "install", plugin).Error())
 	r := h2.CLI("plugin", "reload", "staticsite")
 	must(t, r.Error())
-	time.Sleep(3 * time.Second) // requests continue after the old process stopped
-	stop()
-	wg.Wait()
+	// Requests continue after the old process stopped.
+	waitfor.Cond(t, 20*time.Second, "the old plugin process to stop", func() bool { return !processAlive(before) })
 	after := pluginPID(t, h2)
 	if before == after {
 		t.Fatalf("the plugin process did not change (pid %d)", before)
 	}
+	served := ok.Load()
+	waitfor.Cond(t, 10*time.Second, "requests after the old process stopped", func() bool { return ok.Load() >= served+10 })
+	stop()
+	wg.Wait()
 	if failed.Load() > 0 || ok.Load() < 20 {
 		t.Fatalf("during the reload: %d requests succeeded, %d failed (first error: %v)", ok.Load(), failed.Load(), firstErr.Load())
 	}
@@ -196,4 +202,16 @@ func pluginPID(t *testing.T, h *lab.Host) int {
 		t.Fatalf("%d staticsite plugin processes: %v", len(pids), pids)
 	}
 	return pids[0]
+}
+
+// processAlive reports whether pid is a live process (not gone, not a
+// zombie).
+func processAlive(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses: "pid (comm) S ...".
+	i := bytes.LastIndexByte(stat, ')')
+	return i >= 0 && i+2 < len(stat) && stat[i+2] != 'Z'
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/booture/booture/internal/api"
 	"github.com/booture/booture/internal/lab"
+	"github.com/booture/booture/internal/waitfor"
 )
 
 // pingWait bounds the wait for pings that should pass. It is long on
@@ -32,9 +33,18 @@ func startFounderFirst(t testing.TB, opts lab.Options) *lab.Lab {
 	t.Helper()
 	l := lab.New(t, opts)
 	must(t, l.H(1).Start())
-	time.Sleep(10 * time.Millisecond)
+	afterMillisecond(t)
 	must(t, l.StartAll(l.Hosts[1:]...))
 	return l
+}
+
+// afterMillisecond returns once the clock has moved to a later millisecond
+// than when it was called: a mesh founded from then on is younger (mesh ages
+// have a millisecond precision) than those of the daemons already started.
+func afterMillisecond(t testing.TB) {
+	t.Helper()
+	ms := time.Now().UnixMilli()
+	waitfor.Cond(t, time.Second, "the next millisecond", func() bool { return time.Now().UnixMilli() > ms })
 }
 
 // mesh makes a lab of n hosts linked into one mesh (h2..hn join through

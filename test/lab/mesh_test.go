@@ -27,7 +27,7 @@ func TestFoundInviteJoin(t *testing.T) {
 	l := lab.New(t, lab.Options{Hosts: 3})
 	h1, h2, h3 := l.H(1), l.H(2), l.H(3)
 	must(t, l.StartAll(h2, h3))
-	time.Sleep(100 * time.Millisecond)
+	afterMillisecond(t)
 	must(t, h1.Start())
 
 	ids := map[string]bool{}

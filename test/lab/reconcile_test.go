@@ -30,7 +30,6 @@ func TestIncrementalReconcile(t *testing.T) {
 	// Warm up the h1-h2 session, then take its baseline on both sides.
 	must(t, h1.WaitPing(st2.MeshIPv4, pingWait))
 	must(t, h2.WaitPing(st1.MeshIPv6, pingWait))
-	time.Sleep(500 * time.Millisecond)
 	session := func(h *lab.Host, peerKey string) lab.WGPeer {
 		t.Helper()
 		dev, err := h.WG()
