@@ -12,7 +12,7 @@ import (
 	"github.com/booture/booture/internal/lab"
 )
 
-// Benchmarks of issue 2 in the lab. They report numbers (b.ReportMetric),
+// Benchmarks of the mesh in the lab. They report numbers (b.ReportMetric),
 // they do not judge them. Each round builds its own lab, so run one round:
 //
 //	go test ./test/lab/ -run '^$' -bench . -benchtime 1x

@@ -20,7 +20,7 @@ import (
 	"github.com/booture/booture/internal/waitfor"
 )
 
-// Issue 3, item 6: after kill -9 of the daemon in the middle of many
+// Members are durable: after kill -9 of the daemon in the middle of many
 // concurrent `member add`, every add the CLI reported as done is there after
 // restart, with the address it was given, and the state file is whole.
 func TestMembersSurviveKillDuringAdds(t *testing.T) {
@@ -88,7 +88,7 @@ func TestMembersSurviveKillDuringAdds(t *testing.T) {
 	t.Logf("%d adds reported done before kill -9, all %d found after restart (%d in the file)", reported, reported, len(got))
 }
 
-// Issue 4: `booture plugin reload` swaps a plugin under a request loop
+// `booture plugin reload` swaps a plugin under a request loop
 // through the daemon's own gateway without one failed request.
 func TestPluginReloadDropsNoRequest(t *testing.T) {
 	t.Parallel()

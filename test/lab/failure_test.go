@@ -9,7 +9,7 @@ import (
 	"github.com/booture/booture/internal/lab"
 )
 
-// Issue 2 item 5: a booture killed with kill -9 is shown dead on the others
+// A booture killed with kill -9 is shown dead on the others
 // within 10 s, and its peer and routes go (its traffic is no longer routed
 // to it); once started again it is back.
 func TestKilledIsDead(t *testing.T) {
@@ -51,10 +51,10 @@ func TestKilledIsDead(t *testing.T) {
 	must(t, lab.PingMesh(pingWait, l.Hosts...))
 }
 
-// EnvCut is the duration of TestLinkCut's cut (default 2m, as in issue 2).
+// EnvCut is the duration of TestLinkCut's cut (default 2m).
 const EnvCut = "BOOTURE_LAB_CUT"
 
-// Issue 2 item 5: after a long cut of a booture's underlay link (2 minutes
+// After a long cut of a booture's underlay link (2 minutes
 // by default: BOOTURE_LAB_CUT), the mesh re-forms by itself within 30 s of
 // the link coming back.
 func TestLinkCut(t *testing.T) {

@@ -16,8 +16,8 @@ import (
 // with a persistent keepalive sends one as soon as it is configured. Each
 // answers the other's initiation, which drops its own pending handshake,
 // both answers are refused, and the tunnel stays down until a retry 5 s
-// later, or the next keepalive 25 s later. Issue 2 wants every booture to
-// reach every other within seconds of a join (1.5 s for 20): every pair must
+// later, or the next keepalive 25 s later. Every booture should reach
+// every other within seconds of a join (1.5 s for 20): every pair must
 // ping within 3 s of the mesh being complete.
 //
 // It is a race: with the bug most runs fail (about 1 pair in 30 collides),

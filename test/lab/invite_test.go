@@ -10,7 +10,7 @@ import (
 	"github.com/booture/booture/internal/lab"
 )
 
-// Issue 2 item 6: a used, an expired and a garbled token each give a
+// A used, an expired and a garbled token each give a
 // one-line error saying which (exit code 1), and change nothing: a good
 // token still works afterwards.
 func TestInvitationErrors(t *testing.T) {
@@ -71,7 +71,7 @@ func TestInvitationErrors(t *testing.T) {
 	must(t, lab.WaitMesh(15*time.Second, l.Hosts...))
 }
 
-// Issue 2 item 6: after `booture expel h3`, within 10 s no remaining booture
+// After `booture expel h3`, within 10 s no remaining booture
 // accepts h3's gossip or WireGuard traffic although h3 keeps running with
 // its old state: its pings fail, it is gone from the others' WireGuard peers,
 // and they never list it alive again.

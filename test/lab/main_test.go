@@ -1,8 +1,8 @@
 // Package lab_test runs real bootured and booture binaries in network
-// namespaces (root only; see internal/lab and TESTING.md): the mesh core of
-// issue 2 (found, invite, join, restarts, incremental reconcile, failures,
-// invitations, expulsion) and members' VPN access of issue 3 with a real
-// wg-quick client.
+// namespaces (root only; see internal/lab and TESTING.md): the mesh (found,
+// invite, join, restarts, incremental reconcile, failures, invitations,
+// expulsion), members' VPN access with a real wg-quick client, services
+// through plugins and the gateway.
 package lab_test
 
 import (

@@ -103,7 +103,7 @@ func addrOf(t *testing.T, cfg string) (v4, v6 string) {
 	return v4, v6
 }
 
-// Issue 3: real wg-quick clients (userspace wireguard-go) of booture A
+// Members over a real VPN: real wg-quick clients (userspace wireguard-go) of booture A
 // (h1), brought up from exactly the configuration `member add` printed,
 // reach A and B (h2) over IPv4 and IPv6; members cannot reach each other,
 // nor B them;

@@ -14,7 +14,7 @@ import (
 	"github.com/booture/booture/internal/lab"
 )
 
-// Issue 2 item 1: a booture with empty state founds a mesh of one; invite
+// A booture with empty state founds a mesh of one; invite
 // and join link three; every booture has the others as WireGuard peers
 // (key, endpoint, site /24 and /64) with routes; pings pass both ways over
 // IPv4 and IPv6; a non-founder can invite.
@@ -119,7 +119,7 @@ func TestFoundInviteJoin(t *testing.T) {
 	}
 }
 
-// Issue 2 item 3: after a restart, or kill -9 and start, a booture has the
+// After a restart, or kill -9 and start, a booture has the
 // same key, site and addresses, and the mesh re-converges by itself.
 func TestRestartAndCrashKeepIdentity(t *testing.T) {
 	t.Parallel()
@@ -176,7 +176,7 @@ func TestRestartAndCrashKeepIdentity(t *testing.T) {
 	}
 }
 
-// Issue 2 item 5: three bootures started together with cross joins (h1
+// Three bootures started together with cross joins (h1
 // joins h2, h2 joins h3, h3 joins h1, all at once) form one mesh.
 func TestCrossJoin(t *testing.T) {
 	t.Parallel()
@@ -208,7 +208,7 @@ func TestCrossJoin(t *testing.T) {
 	must(t, lab.PingMesh(pingWait, l.Hosts...))
 }
 
-// Issue 2 item 5: two meshes with different keys on one LAN never mix.
+// Two meshes with different keys on one LAN never mix.
 func TestTwoMeshesOneLAN(t *testing.T) {
 	t.Parallel()
 	l := start(t, lab.Options{Hosts: 4})

@@ -13,7 +13,7 @@ import (
 	"github.com/booture/booture/internal/lab"
 )
 
-// TestServices is issue 4's end to end test: three bootures; a web site
+// TestServices is the services' end to end test: three bootures; a web site
 // served by the example third-party plugin on booture 2; a member of
 // booture 1 with a real wg-quick client and the booture's DNS opens it by
 // name, and the portals; access levels are enforced by source address; the

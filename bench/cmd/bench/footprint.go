@@ -281,7 +281,7 @@ func (b *bench) gossipSettled(h *lab.Host, maxRate float64, timeout time.Duratio
 // times member list, and measures the daemon with them.
 func (b *bench) membersBench() error {
 	const sec = "Footprint"
-	const table = "Members (issue 3)"
+	const table = "Members"
 	count := 250
 	if b.quick {
 		count = 60
