@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	"github.com/booture/booture/key"
 )
 
 // DefaultKeepalive is the PersistentKeepalive, in seconds, of member
@@ -20,7 +20,7 @@ type Server struct {
 	// Name of the booture, for the comment line (optional).
 	Name string
 	// PublicKey of the booture's WireGuard interface.
-	PublicKey wgtypes.Key
+	PublicKey key.PublicKey
 	// Endpoint where members reach the booture: "HOST:PORT", where HOST is
 	// an IP address (IPv6 in brackets) or a DNS name.
 	Endpoint string
@@ -42,16 +42,16 @@ type ClientConfig struct {
 	// PrivateKey of the member, when the booture generated it. Nil when the
 	// member keeps its own private key: the PrivateKey line is then a
 	// comment telling the member to put its own key there.
-	PrivateKey *wgtypes.Key
+	PrivateKey *key.PrivateKey
 	// PublicKey of the member (optional): shown in that comment, and checked
 	// against PrivateKey when both are set.
-	PublicKey wgtypes.Key
+	PublicKey key.PublicKey
 	// Addresses of the member's interface (10.77.S.N/32, PREFIX::N/128).
 	Addresses []netip.Prefix
 	// DNS servers (the booture's own addresses).
 	DNS []netip.Addr
 	// PeerPublicKey is the booture's public key.
-	PeerPublicKey wgtypes.Key
+	PeerPublicKey key.PublicKey
 	// Endpoint of the booture, "HOST:PORT".
 	Endpoint string
 	// AllowedIPs routed to the booture: the mesh pool, or 0.0.0.0/0 and
@@ -63,7 +63,7 @@ type ClientConfig struct {
 
 // ConfigFor returns the configuration of member m served by srv.
 // privateKey is the key Add returned, or nil when the member has its own.
-func ConfigFor(m Member, privateKey *wgtypes.Key, srv Server) ClientConfig {
+func ConfigFor(m Member, privateKey *key.PrivateKey, srv Server) ClientConfig {
 	dns4, dns6 := srv.Site.Booture()
 	allowed := []netip.Prefix{srv.MeshIPv4, srv.MeshIPv6}
 	if m.FullTunnel {
@@ -108,10 +108,10 @@ func (c ClientConfig) check() (string, error) {
 		}
 	}
 	if c.PrivateKey != nil {
-		if *c.PrivateKey == (wgtypes.Key{}) {
+		if c.PrivateKey.IsZero() {
 			return bad("private key is all zeros")
 		}
-		if c.PublicKey != (wgtypes.Key{}) && c.PrivateKey.PublicKey() != c.PublicKey {
+		if !c.PublicKey.IsZero() && c.PrivateKey.Public() != c.PublicKey {
 			return bad("private key does not match public key %s", c.PublicKey)
 		}
 	}
@@ -128,7 +128,7 @@ func (c ClientConfig) check() (string, error) {
 			return bad("invalid DNS server %q", a.String())
 		}
 	}
-	if c.PeerPublicKey == (wgtypes.Key{}) {
+	if c.PeerPublicKey.IsZero() {
 		return bad("no booture public key")
 	}
 	ep, err := canonicalEndpoint(c.Endpoint)
@@ -222,8 +222,8 @@ func Render(c ClientConfig) (string, error) {
 	b.WriteString("[Interface]\n")
 	switch {
 	case c.PrivateKey != nil:
-		fmt.Fprintf(&b, "PrivateKey = %s\n", c.PrivateKey.String())
-	case c.PublicKey != (wgtypes.Key{}):
+		fmt.Fprintf(&b, "PrivateKey = %s\n", c.PrivateKey.RevealBase64())
+	case !c.PublicKey.IsZero():
 		fmt.Fprintf(&b, "# PrivateKey = (your own private key, whose public key is %s)\n", c.PublicKey)
 	default:
 		b.WriteString("# PrivateKey = (your own private key)\n")

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	"github.com/booture/booture/key"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -23,7 +23,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 func testServer(t testing.TB) Server {
 	return Server{
 		Name:      "diois",
-		PublicKey: fixedKey("diois").PublicKey(),
+		PublicKey: fixedKey("diois").Public(),
 		Endpoint:  "198.51.100.1:51820",
 		Site:      site3(t),
 		MeshIPv4:  netip.MustParsePrefix("10.77.0.0/16"),
@@ -36,7 +36,7 @@ func testMember(name string, host int, fullTunnel bool) Member {
 	ip4, ip6 := s.Addrs(host)
 	return Member{
 		Name:       name,
-		PublicKey:  fixedKey(name).PublicKey(),
+		PublicKey:  fixedKey(name).Public(),
 		IPv4:       ip4,
 		IPv6:       ip6,
 		FullTunnel: fullTunnel,
@@ -50,7 +50,7 @@ type goldenCase struct {
 }
 
 func goldenCases(t testing.TB) []goldenCase {
-	priv := func(seed string) *wgtypes.Key { k := fixedKey(seed); return &k }
+	priv := func(seed string) *key.PrivateKey { k := fixedKey(seed); return &k }
 	srv := testServer(t)
 	v6 := srv
 	v6.Endpoint = "[2001:db8::1]:51820"
@@ -92,7 +92,7 @@ func TestRenderGolden(t *testing.T) {
 				t.Fatalf("the rendered configuration does not parse: %v\n%s", err, got)
 			}
 			want2 := tc.cfg
-			want2.Comment, want2.PublicKey = "", wgtypes.Key{}
+			want2.Comment, want2.PublicKey = "", key.PublicKey{}
 			want2.Endpoint, _ = canonicalEndpoint(tc.cfg.Endpoint)
 			if !reflect.DeepEqual(parsed, want2) {
 				t.Errorf("parsed back:\n got %+v\nwant %+v", parsed, want2)
@@ -142,7 +142,7 @@ func TestRenderEndpoints(t *testing.T) {
 
 func TestRenderInvalid(t *testing.T) {
 	good := goldenCases(t)[0].cfg
-	zero := wgtypes.Key{}
+	var zero key.PrivateKey
 	other := fixedKey("other")
 	tests := []struct {
 		name string
@@ -156,7 +156,7 @@ func TestRenderInvalid(t *testing.T) {
 		{"no address", func(c *ClientConfig) { c.Addresses = nil }, "no address"},
 		{"bad address", func(c *ClientConfig) { c.Addresses = []netip.Prefix{{}} }, "invalid address"},
 		{"bad dns", func(c *ClientConfig) { c.DNS = []netip.Addr{{}} }, "invalid DNS server"},
-		{"no peer key", func(c *ClientConfig) { c.PeerPublicKey = zero }, "no booture public key"},
+		{"no peer key", func(c *ClientConfig) { c.PeerPublicKey = key.PublicKey{} }, "no booture public key"},
 		{"no endpoint", func(c *ClientConfig) { c.Endpoint = "" }, "want HOST:PORT"},
 		{"no port", func(c *ClientConfig) { c.Endpoint = "198.51.100.1" }, "want HOST:PORT"},
 		{"bare ipv6", func(c *ClientConfig) { c.Endpoint = "2001:db8::1:51820" }, "want HOST:PORT"},
@@ -305,14 +305,14 @@ func wgSetconf(t *testing.T, cfg ClientConfig, stripped string) {
 	if !ok {
 		t.Fatal("wg setconf sent nothing")
 	}
-	hexKey := func(k wgtypes.Key) string { return fmt.Sprintf("%x", k[:]) }
+	hexKey := func(k [key.Len]byte) string { return fmt.Sprintf("%x", k[:]) }
 	want := []string{
-		"public_key=" + hexKey(cfg.PeerPublicKey),
+		"public_key=" + hexKey(cfg.PeerPublicKey.Raw32()),
 		"endpoint=" + cfg.Endpoint,
 		"persistent_keepalive_interval=" + strconv.Itoa(cfg.PersistentKeepalive),
 	}
 	if cfg.PrivateKey != nil {
-		want = append(want, "private_key="+hexKey(*cfg.PrivateKey))
+		want = append(want, "private_key="+hexKey(cfg.PrivateKey.RevealRaw32()))
 	}
 	for _, p := range cfg.AllowedIPs {
 		want = append(want, "allowed_ip="+p.String())
@@ -366,20 +366,20 @@ func parseLikeApps(text string) (ClientConfig, error) {
 			section = strings.ToLower(line)
 			continue
 		}
-		key, value, ok := strings.Cut(line, "=")
+		name, value, ok := strings.Cut(line, "=")
 		if !ok {
 			return fail("line %d: no '=' in %q", n+1, line)
 		}
-		key, value = strings.ToLower(strings.TrimSpace(key)), strings.TrimSpace(value)
-		if seen[section+key] {
-			return fail("line %d: %s given twice", n+1, key)
+		name, value = strings.ToLower(strings.TrimSpace(name)), strings.TrimSpace(value)
+		if seen[section+name] {
+			return fail("line %d: %s given twice", n+1, name)
 		}
-		seen[section+key] = true
+		seen[section+name] = true
 		var err error
-		switch section + key {
+		switch section + name {
 		case "[interface]privatekey":
-			var k wgtypes.Key
-			k, err = wgtypes.ParseKey(value)
+			var k key.PrivateKey
+			k, err = key.ParsePrivateKey(value)
 			c.PrivateKey = &k
 		case "[interface]address":
 			for _, s := range list(value) {
@@ -398,7 +398,7 @@ func parseLikeApps(text string) (ClientConfig, error) {
 				c.DNS = append(c.DNS, a)
 			}
 		case "[peer]publickey":
-			c.PeerPublicKey, err = wgtypes.ParseKey(value)
+			c.PeerPublicKey, err = key.ParsePublicKey(value)
 		case "[peer]endpoint":
 			var port string
 			if _, port, err = net.SplitHostPort(value); err == nil {
@@ -416,10 +416,10 @@ func parseLikeApps(text string) (ClientConfig, error) {
 		case "[peer]persistentkeepalive":
 			c.PersistentKeepalive, err = strconv.Atoi(value)
 		default:
-			return fail("line %d: unknown key %q in %s", n+1, key, section)
+			return fail("line %d: unknown key %q in %s", n+1, name, section)
 		}
 		if err != nil {
-			return fail("line %d: %s: %v", n+1, key, err)
+			return fail("line %d: %s: %v", n+1, name, err)
 		}
 	}
 	if !seen["[peer]publickey"] {

@@ -7,8 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/booture/booture/key"
 	"github.com/booture/booture/members"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 func Example() {
@@ -50,8 +50,8 @@ func Example() {
 
 func ExampleRender() {
 	site, _ := members.ParseSite("10.77.3.0/24", "fd12:3456:789a:3::/64")
-	bootureKey, _ := wgtypes.ParseKey("QxZhcswhAhyG/0z11rwPLcGfnsckwp9B7CqQzK5zk1E=")
-	memberKey, _ := wgtypes.ParseKey("M/0GjzTtTLdGKCVJXx9lm2HwRup6ejiQMy7nO0asFCU=")
+	bootureKey, _ := key.ParsePublicKey("QxZhcswhAhyG/0z11rwPLcGfnsckwp9B7CqQzK5zk1E=")
+	memberKey, _ := key.ParsePublicKey("M/0GjzTtTLdGKCVJXx9lm2HwRup6ejiQMy7nO0asFCU=")
 	ip4, ip6 := site.Addrs(7)
 	m := members.Member{Name: "carol", PublicKey: memberKey, IPv4: ip4, IPv6: ip6}
 	srv := members.Server{

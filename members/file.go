@@ -10,7 +10,7 @@ import (
 	"sort"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	"github.com/booture/booture/key"
 )
 
 // fileVersion is the version of the members file this package writes and
@@ -137,8 +137,8 @@ func (fm fileMember) member(site Site) (Member, error) {
 	if err := CheckName(fm.Name); err != nil {
 		return Member{}, err
 	}
-	key, err := wgtypes.ParseKey(fm.PublicKey)
-	if err != nil || key == (wgtypes.Key{}) || key.String() != fm.PublicKey {
+	pub, err := key.ParsePublicKey(fm.PublicKey)
+	if err != nil || pub.IsZero() || pub.String() != fm.PublicKey {
 		return Member{}, fmt.Errorf("public key %.60q: %w", fm.PublicKey, ErrInvalidKey)
 	}
 	ip4, err := netip.ParseAddr(fm.IPv4)
@@ -157,7 +157,7 @@ func (fm fileMember) member(site Site) (Member, error) {
 	}
 	return Member{
 		Name:       fm.Name,
-		PublicKey:  key,
+		PublicKey:  pub,
 		IPv4:       ip4,
 		IPv6:       ip6,
 		FullTunnel: fm.FullTunnel,

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	"github.com/booture/booture/key"
 )
 
 func site3(t testing.TB) Site {
@@ -31,12 +31,12 @@ func site9(t testing.TB) Site {
 }
 
 // fixedKey returns a deterministic private key derived from seed.
-func fixedKey(seed string) wgtypes.Key {
-	return wgtypes.Key(sha256.Sum256([]byte(seed)))
+func fixedKey(seed string) key.PrivateKey {
+	return key.PrivateKeyFromRaw32(sha256.Sum256([]byte(seed)))
 }
 
 // pubOf returns the base64 public key of fixedKey(seed).
-func pubOf(seed string) string { return fixedKey(seed).PublicKey().String() }
+func pubOf(seed string) string { return fixedKey(seed).Public().String() }
 
 // fastWrite writes without fsync, for tests that add hundreds of members
 // and do not test durability.

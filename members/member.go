@@ -7,19 +7,19 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/names"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	"github.com/booture/booture/key"
 )
 
 // Member is one VPN member of a booture. It is a value: changing a copy does
 // not change the registry.
 type Member struct {
-	Name       string      // DNS label, unique in the registry
-	PublicKey  wgtypes.Key // unique among members and bootures
-	IPv4       netip.Addr  // 10.77.S.N
-	IPv6       netip.Addr  // SITE::N, same N as IPv4
-	FullTunnel bool        // all traffic through the booture, not only the mesh
-	Disabled   bool        // a disabled member keeps its addresses but gets no peer
-	Created    time.Time   // when the member was added (UTC, to the second)
+	Name       string        // DNS label, unique in the registry
+	PublicKey  key.PublicKey // unique among members and bootures
+	IPv4       netip.Addr    // 10.77.S.N
+	IPv6       netip.Addr    // SITE::N, same N as IPv4
+	FullTunnel bool          // all traffic through the booture, not only the mesh
+	Disabled   bool          // a disabled member keeps its addresses but gets no peer
+	Created    time.Time     // when the member was added (UTC, to the second)
 }
 
 // Host returns the member's host number N (2 to 254) in its site.
@@ -42,22 +42,22 @@ func CheckName(name string) error { return names.Check(name) }
 // the WireGuard apps: 32 bytes in standard base64 (44 characters ending in
 // '='). Spaces and line breaks around the key are ignored. The all-zero key
 // is refused: it is no one's key. The error wraps ErrInvalidKey.
-func ParsePublicKey(s string) (wgtypes.Key, error) {
+func ParsePublicKey(s string) (key.PublicKey, error) {
 	t := strings.TrimSpace(s)
 	if t == "" {
-		return wgtypes.Key{}, fmt.Errorf("empty public key: %w", ErrInvalidKey)
+		return key.PublicKey{}, fmt.Errorf("empty public key: %w", ErrInvalidKey)
 	}
-	// wgtypes.ParseKey uses base64.StdEncoding, which skips line breaks
+	// key.ParsePublicKey uses base64.StdEncoding, which skips line breaks
 	// anywhere in the text; a key is one word, so refuse them up front.
 	if strings.ContainsAny(t, "\r\n \t") || len(t) != 44 {
-		return wgtypes.Key{}, fmt.Errorf("public key %.60q: %w (want 44 characters, as printed by wg pubkey)", t, ErrInvalidKey)
+		return key.PublicKey{}, fmt.Errorf("public key %.60q: %w (want 44 characters, as printed by wg pubkey)", t, ErrInvalidKey)
 	}
-	k, err := wgtypes.ParseKey(t)
+	k, err := key.ParsePublicKey(t)
 	if err != nil {
-		return wgtypes.Key{}, fmt.Errorf("public key %.60q: %w (want 44 characters, as printed by wg pubkey)", t, ErrInvalidKey)
+		return key.PublicKey{}, fmt.Errorf("public key %.60q: %w (want 44 characters, as printed by wg pubkey)", t, ErrInvalidKey)
 	}
-	if k == (wgtypes.Key{}) {
-		return wgtypes.Key{}, fmt.Errorf("public key %q: %w (it is all zeros)", t, ErrInvalidKey)
+	if k.IsZero() {
+		return key.PublicKey{}, fmt.Errorf("public key %q: %w (it is all zeros)", t, ErrInvalidKey)
 	}
 	return k, nil
 }

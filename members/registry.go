@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/store"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	"github.com/booture/booture/key"
 )
 
 // FileMode is the mode of the members file and of its lock file.
@@ -24,7 +24,7 @@ const FileMode fs.FileMode = 0o600
 type Registry struct {
 	path       string
 	log        *slog.Logger
-	bootureKey func(wgtypes.Key) (string, bool)
+	bootureKey func(key.PublicKey) (string, bool)
 	unlock     func() error
 
 	// Seams for tests: the durable write and the clock.
@@ -62,7 +62,7 @@ func WithLogger(l *slog.Logger) Option {
 // checks a booture's key with MemberByKey.
 // It is called without any lock of the registry held, so it may take the
 // caller's own locks.
-func WithBootureKeys(lookup func(wgtypes.Key) (booture string, used bool)) Option {
+func WithBootureKeys(lookup func(key.PublicKey) (booture string, used bool)) Option {
 	return func(r *Registry) { r.bootureKey = lookup }
 }
 
@@ -208,10 +208,10 @@ func (r *Registry) Get(name string) (Member, error) {
 // MemberByKey returns the member whose public key is key, if any. The
 // daemon uses it to refuse a booture key that a member already has and to
 // name the WireGuard peers it reports.
-func (r *Registry) MemberByKey(key wgtypes.Key) (Member, bool) {
+func (r *Registry) MemberByKey(pub key.PublicKey) (Member, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	name, ok := r.cur.byKey[key]
+	name, ok := r.cur.byKey[pub]
 	if !ok {
 		return Member{}, false
 	}
@@ -258,19 +258,20 @@ type AddRequest struct {
 //
 // Errors say which check failed and wrap ErrInvalidName, ErrInvalidKey,
 // ErrExists, ErrKeyInUse, ErrSiteFull, ErrNotSaved or ErrClosed.
-func (r *Registry) Add(req AddRequest) (Member, *wgtypes.Key, error) {
+func (r *Registry) Add(req AddRequest) (Member, *key.PrivateKey, error) {
 	if err := CheckName(req.Name); err != nil {
 		return Member{}, nil, fmt.Errorf("adding member: %w", err)
 	}
-	var priv, pub wgtypes.Key
-	defer clear(priv[:])
+	var priv key.PrivateKey
+	var pub key.PublicKey
+	defer func() { priv = key.PrivateKey{} }() // only the returned copy remains
 	generated := req.PublicKey == ""
 	if generated {
 		var err error
-		if priv, err = wgtypes.GeneratePrivateKey(); err != nil {
+		if priv, err = key.NewPrivateKey(); err != nil {
 			return Member{}, nil, fmt.Errorf("adding member %q: generating key pair: %w", req.Name, err)
 		}
-		pub = priv.PublicKey()
+		pub = priv.Public()
 	} else {
 		var err error
 		if pub, err = ParsePublicKey(req.PublicKey); err != nil {
@@ -312,7 +313,7 @@ func (r *Registry) Add(req AddRequest) (Member, *wgtypes.Key, error) {
 	if !generated {
 		return added, nil, nil
 	}
-	out := new(wgtypes.Key)
+	out := new(key.PrivateKey)
 	*out = priv
 	return added, out, nil
 }
@@ -487,20 +488,20 @@ func (r *Registry) commitLocked() {
 type state struct {
 	site   Site
 	byName map[string]Member
-	byKey  map[wgtypes.Key]string
+	byKey  map[key.PublicKey]string
 	hosts  [256]string // member name by host number; "" is free
 	order  []string    // names, sorted; set by sortNames before publishing
 }
 
 func newState(site Site) *state {
-	return &state{site: site, byName: map[string]Member{}, byKey: map[wgtypes.Key]string{}}
+	return &state{site: site, byName: map[string]Member{}, byKey: map[key.PublicKey]string{}}
 }
 
 func (s *state) clone() *state {
 	c := &state{
 		site:   s.site,
 		byName: make(map[string]Member, len(s.byName)+1),
-		byKey:  make(map[wgtypes.Key]string, len(s.byKey)+1),
+		byKey:  make(map[key.PublicKey]string, len(s.byKey)+1),
 		hosts:  s.hosts,
 		order:  s.order, // shared: replaced, never changed in place
 	}

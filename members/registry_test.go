@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	"github.com/booture/booture/key"
 )
 
 func TestAddGeneratesKeyPair(t *testing.T) {
@@ -28,7 +28,7 @@ func TestAddGeneratesKeyPair(t *testing.T) {
 	if priv == nil {
 		t.Fatal("no private key returned")
 	}
-	if priv.PublicKey() != m.PublicKey {
+	if priv.Public() != m.PublicKey {
 		t.Errorf("private key does not match member's public key")
 	}
 	want := Member{
@@ -49,7 +49,8 @@ func TestAddGeneratesKeyPair(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(data, []byte(priv.String())) || bytes.Contains(data, priv[:]) {
+	raw := priv.RevealRaw32()
+	if bytes.Contains(data, []byte(priv.RevealBase64())) || bytes.Contains(data, raw[:]) {
 		t.Fatal("private key found in the members file")
 	}
 	if !bytes.Contains(data, []byte(m.PublicKey.String())) {
@@ -94,13 +95,13 @@ func TestAddWithOwnKey(t *testing.T) {
 	if byKey, ok := r.MemberByKey(m.PublicKey); !ok || byKey != m {
 		t.Errorf("MemberByKey = %+v, %v", byKey, ok)
 	}
-	if _, ok := r.MemberByKey(fixedKey("nobody")); ok {
+	if _, ok := r.MemberByKey(fixedKey("nobody").Public()); ok {
 		t.Error("MemberByKey found an unknown key")
 	}
 }
 
 func TestAddValidation(t *testing.T) {
-	r := openTemp(t, WithBootureKeys(func(k wgtypes.Key) (string, bool) {
+	r := openTemp(t, WithBootureKeys(func(k key.PublicKey) (string, bool) {
 		if k.String() == pubOf("crest") {
 			return "crest", true
 		}
@@ -124,7 +125,7 @@ func TestAddValidation(t *testing.T) {
 		{"short key", AddRequest{Name: "bob", PublicKey: pubOf("x")[:43]}, ErrInvalidKey, "not a base64 WireGuard public key"},
 		{"not base64", AddRequest{Name: "bob", PublicKey: strings.Repeat("!", 43) + "="}, ErrInvalidKey, "not a base64 WireGuard public key"},
 		{"line break inside", AddRequest{Name: "bob", PublicKey: pubOf("x")[:20] + "\n" + pubOf("x")[20:]}, ErrInvalidKey, "not a base64"},
-		{"zero key", AddRequest{Name: "bob", PublicKey: wgtypes.Key{}.String()}, ErrInvalidKey, "all zeros"},
+		{"zero key", AddRequest{Name: "bob", PublicKey: key.PublicKey{}.String()}, ErrInvalidKey, "all zeros"},
 		{"key of a member", AddRequest{Name: "bob", PublicKey: pubOf("alice")}, ErrKeyInUse, `adding member "bob": public key already in use by member "alice"`},
 		{"key of a booture", AddRequest{Name: "bob", PublicKey: pubOf("crest")}, ErrKeyInUse, `adding member "bob": public key already in use by booture "crest"`},
 	}
@@ -693,7 +694,7 @@ func TestOpenCorruptFile(t *testing.T) {
 		{"bad name", file(member("Alice", k1, "10.77.3.2", "fd12:3456:789a:3::2")), `member #1: invalid name "Alice"`},
 		{"bad key", file(member("alice", "xyz", "10.77.3.2", "fd12:3456:789a:3::2")), `member "alice": public key "xyz": not a base64`},
 		{"non-canonical key", file(member("alice", nonCanonical, "10.77.3.2", "fd12:3456:789a:3::2")), "not a base64"},
-		{"zero key", file(member("alice", wgtypes.Key{}.String(), "10.77.3.2", "fd12:3456:789a:3::2")), "not a base64"},
+		{"zero key", file(member("alice", key.PublicKey{}.String(), "10.77.3.2", "fd12:3456:789a:3::2")), "not a base64"},
 		{"bad ipv4", file(member("alice", k1, "10.77.3.300", "fd12:3456:789a:3::2")), `member "alice": ipv4:`},
 		{"outside site", file(member("alice", k1, "10.77.4.2", "fd12:3456:789a:3::2")), "IPv4 address 10.77.4.2 is not in site 10.77.3.0/24"},
 		{"booture host", file(member("alice", k1, "10.77.3.1", "fd12:3456:789a:3::1")), "host 1 not in 2..254"},

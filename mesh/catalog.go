@@ -14,6 +14,7 @@ import (
 
 	"github.com/booture/booture/catalog"
 	"github.com/booture/booture/internal/names"
+	"github.com/booture/booture/key"
 )
 
 // The service catalog replicates through gossip in two steps. Each booture
@@ -53,7 +54,7 @@ type catalogRequest struct {
 type catalogMsg struct {
 	V        int               `json:"v"`
 	From     string            `json:"from"`
-	Key      Key               `json:"key"`
+	Key      key.PublicKey     `json:"key"`
 	Version  int64             `json:"version"`
 	Services []catalog.Service `json:"services"`
 	// Signed is set when the message carried a valid signature.
@@ -65,7 +66,7 @@ type catalogMsg struct {
 type catalogWire struct {
 	V        int             `json:"v"`
 	From     string          `json:"from"`
-	Key      Key             `json:"key"`
+	Key      key.PublicKey   `json:"key"`
 	Version  int64           `json:"version"`
 	Services json.RawMessage `json:"services"`
 	Sig      Signature       `json:"sig,omitzero"`
@@ -75,7 +76,7 @@ type catalogWire struct {
 const catalogVersion = 2
 
 // encodeCatalog encodes and signs a catalog message.
-func encodeCatalog(priv Key, from string, version int64, services []catalog.Service, c *sigCost) ([]byte, error) {
+func encodeCatalog(priv key.PrivateKey, from string, version int64, services []catalog.Service, c *sigCost) ([]byte, error) {
 	if services == nil {
 		services = []catalog.Service{}
 	}
@@ -83,9 +84,9 @@ func encodeCatalog(priv Key, from string, version int64, services []catalog.Serv
 	if err != nil {
 		return nil, err
 	}
-	key := priv.Public()
-	w := catalogWire{V: catalogVersion, From: from, Key: key, Version: version, Services: raw,
-		Sig: sign(priv, catalogMessage(from, key, version, raw), c)}
+	pub := priv.Public()
+	w := catalogWire{V: catalogVersion, From: from, Key: pub, Version: version, Services: raw,
+		Sig: sign(priv, catalogMessage(from, pub, version, raw), c)}
 	return json.Marshal(w)
 }
 

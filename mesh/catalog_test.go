@@ -8,6 +8,7 @@ import (
 
 	"github.com/booture/booture/catalog"
 	"github.com/booture/booture/internal/waitfor"
+	"github.com/booture/booture/key"
 )
 
 func svc(booture, name string, h catalog.Health) catalog.Service {
@@ -64,7 +65,7 @@ func TestCatalogReplicates(t *testing.T) {
 }
 
 func TestDecodeCatalogRejects(t *testing.T) {
-	k, _ := NewPrivateKey()
+	k, _ := key.NewPrivateKey()
 	good := catalogMsg{V: 1, From: "b1", Key: k.Public(), Version: 5, Services: []catalog.Service{svc("b1", "cloud", catalog.HealthHealthy)}}
 	b, _ := json.Marshal(good)
 	if _, err := decodeCatalog(new(verifier), b); err != nil {
@@ -89,7 +90,7 @@ func TestDecodeCatalogRejects(t *testing.T) {
 }
 
 func FuzzDecodeCatalog(f *testing.F) {
-	k, _ := NewPrivateKey()
+	k, _ := key.NewPrivateKey()
 	b, _ := json.Marshal(catalogMsg{V: 1, From: "b1", Key: k.Public(), Version: 5, Services: []catalog.Service{svc("b1", "cloud", catalog.HealthHealthy)}})
 	f.Add(b)
 	f.Add([]byte(`{"v":1}`))

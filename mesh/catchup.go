@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/booture/booture/key"
 )
 
 // Catch-up lets two bootures that know each other compare credentials
@@ -18,15 +20,15 @@ import (
 // roster member to another; an unknown or expelled key gets nothing.
 
 type catchUpRequest struct {
-	Key     Key     `json:"key"`
-	Name    string  `json:"name"`
-	Summary Summary `json:"summary"`
+	Key     key.PublicKey `json:"key"`
+	Name    string        `json:"name"`
+	Summary Summary       `json:"summary"`
 }
 
 type catchUpReply struct {
-	Key     Key     `json:"key"`
-	Name    string  `json:"name"`
-	Summary Summary `json:"summary"`
+	Key     key.PublicKey `json:"key"`
+	Name    string        `json:"name"`
+	Summary Summary       `json:"summary"`
 	// Outcome: "same" (nothing to do), "mine" (Sealed holds the
 	// responder's credentials, which win), "yours" (the requester's win:
 	// it sends them sealed next), "expelled" (Sealed holds the revocation).

@@ -14,13 +14,14 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/booture/booture/internal/waitfor"
+	"github.com/booture/booture/key"
 )
 
 // testNode is one in-process booture over loopback.
 type testNode struct {
 	*Node
 	dir  string
-	priv Key
+	priv key.PrivateKey
 	t    testing.TB
 }
 
@@ -35,21 +36,21 @@ func testLogger(t testing.TB) *slog.Logger {
 
 // startTestNode starts a node named name with state in dir (created if
 // empty) and key priv (generated if zero).
-func startTestNode(t testing.TB, name, dir string, priv Key, opts ...func(*Config)) *testNode {
+func startTestNode(t testing.TB, name, dir string, priv key.PrivateKey, opts ...func(*Config)) *testNode {
 	t.Helper()
 	return startTunedNode(t, name, dir, priv, nil, opts...)
 }
 
 // startTunedNode is startTestNode with memberlist's configuration adjusted
 // by tune.
-func startTunedNode(t testing.TB, name, dir string, priv Key, tune func(*memberlist.Config), opts ...func(*Config)) *testNode {
+func startTunedNode(t testing.TB, name, dir string, priv key.PrivateKey, tune func(*memberlist.Config), opts ...func(*Config)) *testNode {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	if priv.IsZero() {
 		var err error
-		if priv, err = NewPrivateKey(); err != nil {
+		if priv, err = key.NewPrivateKey(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -135,7 +136,7 @@ func startCluster(t testing.TB, count int) []*testNode {
 	t.Helper()
 	nodes := make([]*testNode, count)
 	for i := range nodes {
-		nodes[i] = startTestNode(t, fmt.Sprintf("b%d", i+1), "", Key{})
+		nodes[i] = startTestNode(t, fmt.Sprintf("b%d", i+1), "", key.PrivateKey{})
 		if i > 0 {
 			nodes[i].joinVia(nodes[i-1])
 		}
@@ -171,9 +172,9 @@ func TestFoundJoinConverge(t *testing.T) {
 // is over, and no longer after.
 func TestJoinRetryAfterLostAnswer(t *testing.T) {
 	var skew atomic.Int64 // a's clock ahead of the real one
-	a := startTestNode(t, "a", "", Key{}, skewedClock(&skew))
-	b := startTestNode(t, "b", "", Key{})
-	c := startTestNode(t, "c", "", Key{})
+	a := startTestNode(t, "a", "", key.PrivateKey{}, skewedClock(&skew))
+	b := startTestNode(t, "b", "", key.PrivateKey{})
+	c := startTestNode(t, "c", "", key.PrivateKey{})
 	inv, err := a.Invite(time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -237,9 +238,9 @@ func skewedClock(ahead *atomic.Int64) func(*Config) {
 
 func TestTokenErrors(t *testing.T) {
 	var aAhead, cAhead atomic.Int64
-	a := startTestNode(t, "a", "", Key{}, skewedClock(&aAhead))
-	b := startTestNode(t, "b", "", Key{})
-	c := startTestNode(t, "c", "", Key{}, skewedClock(&cAhead))
+	a := startTestNode(t, "a", "", key.PrivateKey{}, skewedClock(&aAhead))
+	b := startTestNode(t, "b", "", key.PrivateKey{})
+	c := startTestNode(t, "c", "", key.PrivateKey{}, skewedClock(&cAhead))
 	inv, err := a.Invite(time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -314,9 +315,9 @@ func errorIs(err, target error) bool {
 }
 
 func TestAnyMemberCanInvite(t *testing.T) {
-	a := startTestNode(t, "a", "", Key{})
-	b := startTestNode(t, "b", "", Key{})
-	c := startTestNode(t, "c", "", Key{})
+	a := startTestNode(t, "a", "", key.PrivateKey{})
+	b := startTestNode(t, "b", "", key.PrivateKey{})
+	c := startTestNode(t, "c", "", key.PrivateKey{})
 	b.joinVia(a)
 	c.joinVia(b) // b is not the founder
 	waitfor.Cond(t, 20*time.Second, "convergence", func() bool { return converged([]*testNode{a, b, c}) })
@@ -367,9 +368,9 @@ func TestDeadAndLeave(t *testing.T) {
 }
 
 func TestCrossJoinsFormOneMesh(t *testing.T) {
-	a := startTestNode(t, "a", "", Key{})
-	b := startTestNode(t, "b", "", Key{})
-	c := startTestNode(t, "c", "", Key{})
+	a := startTestNode(t, "a", "", key.PrivateKey{})
+	b := startTestNode(t, "b", "", key.PrivateKey{})
+	c := startTestNode(t, "c", "", key.PrivateKey{})
 	ta, _ := a.Invite(time.Hour)
 	tb, _ := b.Invite(time.Hour)
 	tc, _ := c.Invite(time.Hour)
@@ -399,10 +400,10 @@ func TestCrossJoinsFormOneMesh(t *testing.T) {
 }
 
 func TestSeparateMeshesNeverMix(t *testing.T) {
-	a1 := startTestNode(t, "a1", "", Key{})
-	a2 := startTestNode(t, "a2", "", Key{})
-	b1 := startTestNode(t, "b1", "", Key{})
-	b2 := startTestNode(t, "b2", "", Key{})
+	a1 := startTestNode(t, "a1", "", key.PrivateKey{})
+	a2 := startTestNode(t, "a2", "", key.PrivateKey{})
+	b1 := startTestNode(t, "b1", "", key.PrivateKey{})
+	b2 := startTestNode(t, "b2", "", key.PrivateKey{})
 	a2.joinVia(a1)
 	b2.joinVia(b1)
 	// A booture of mesh B tries to gossip straight to mesh A.
@@ -413,8 +414,8 @@ func TestSeparateMeshesNeverMix(t *testing.T) {
 	// each and is seen by all of its mesh. Had the attempt put a booture
 	// of one mesh into the other's tables, gossip would have spread it by
 	// then.
-	a3 := startTestNode(t, "a3", "", Key{})
-	b3 := startTestNode(t, "b3", "", Key{})
+	a3 := startTestNode(t, "a3", "", key.PrivateKey{})
+	b3 := startTestNode(t, "b3", "", key.PrivateKey{})
 	a3.joinVia(a2)
 	b3.joinVia(b2)
 	meshA, meshB := []*testNode{a1, a2, a3}, []*testNode{b1, b2, b3}

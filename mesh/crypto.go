@@ -10,6 +10,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/booture/booture/key"
 	"golang.org/x/crypto/nacl/box"
 )
 
@@ -117,21 +118,21 @@ var errOpen = errors.New("message authentication failed")
 
 // sealTo encrypts msg so that only the holder of the private key of to can
 // read it, and it can tell that the holder of from's private key wrote it.
-func sealTo(to Key, from Key, msg []byte) []byte {
+func sealTo(to key.PublicKey, from key.PrivateKey, msg []byte) []byte {
 	n := newNonce()
-	pub, priv := [32]byte(to), [32]byte(from)
+	pub, priv := to.Raw32(), from.RevealRaw32()
 	return box.Seal(n[:], msg, n, &pub, &priv)
 }
 
 // openFrom reverses sealTo: sender is the author's public key, priv our
 // private key.
-func openFrom(sender Key, priv Key, b []byte) ([]byte, error) {
+func openFrom(sender key.PublicKey, priv key.PrivateKey, b []byte) ([]byte, error) {
 	if len(b) < 24+box.Overhead {
 		return nil, errOpen
 	}
 	var n [24]byte
 	copy(n[:], b[:24])
-	pub, pk := [32]byte(sender), [32]byte(priv)
+	pub, pk := sender.Raw32(), priv.RevealRaw32()
 	out, ok := box.Open(nil, b[24:], &n, &pub, &pk)
 	if !ok {
 		return nil, errOpen

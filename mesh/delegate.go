@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/booture/booture/key"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -154,7 +155,7 @@ func decodePushState(buf []byte) (pushState, error) {
 
 // isLiveLocked reports whether gossip currently sees the booture with key k
 // up.
-func (n *Node) isLiveLocked(k Key) bool {
+func (n *Node) isLiveLocked(k key.PublicKey) bool {
 	_, ok := n.liveKeys[k]
 	return ok
 }
@@ -166,7 +167,7 @@ func (n *Node) isLiveLocked(k Key) bool {
 // one that has not left is returned.
 func (n *Node) byNameLocked(name string) (Record, bool) {
 	if n.names == nil {
-		n.names = make(map[string]Key, len(n.roster))
+		n.names = make(map[string]key.PublicKey, len(n.roster))
 		for k, r := range n.roster {
 			if cur, ok := n.names[r.Name]; ok {
 				if c := n.roster[cur]; !c.Left() || r.Left() {
@@ -315,7 +316,7 @@ func (n *Node) refusedLocked(r Record, err error) {
 
 // firstLocked reports whether what is said of key is said for the first
 // time (since start, or since the memory of it was last cleared).
-func (n *Node) firstLocked(key Key, what string) bool {
+func (n *Node) firstLocked(key key.PublicKey, what string) bool {
 	if n.said == nil || len(n.said) > 4*MaxSite {
 		n.said = make(map[said]bool)
 	}
@@ -329,11 +330,11 @@ func (n *Node) firstLocked(key Key, what string) bool {
 
 // said is something logged once about a booture.
 type said struct {
-	key  Key
+	key  key.PublicKey
 	what string
 }
 
-func (n *Node) revokedLocked(k Key) bool {
+func (n *Node) revokedLocked(k key.PublicKey) bool {
 	for _, rv := range n.st.Revoked {
 		if rv.Key == k {
 			return true

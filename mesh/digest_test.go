@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/booture/booture/internal/waitfor"
+	"github.com/booture/booture/key"
 )
 
 // refuseAlive is an AliveDelegate that refuses the booture called name
@@ -115,13 +116,13 @@ func TestDigestRepairsMissedNewcomer(t *testing.T) {
 			c.Delegate = logs[name]
 		}
 	}
-	a := startTunedNode(t, "a", "", Key{}, tune("a", nil), skewedClock(&ahead))
+	a := startTunedNode(t, "a", "", key.PrivateKey{}, tune("a", nil), skewedClock(&ahead))
 	// b hears of c only once it has started an exchange on a digest: gossip
 	// never tells it, whatever its timing.
 	var b *testNode
 	var bStarted atomic.Bool
 	missesC := func() bool { return !bStarted.Load() || b.repairs.Load() == 0 }
-	b = startTunedNode(t, "b", "", Key{}, tune("b", func(c *memberlist.Config) {
+	b = startTunedNode(t, "b", "", key.PrivateKey{}, tune("b", func(c *memberlist.Config) {
 		c.Alive = refuseAlive{c.Alive, "c", missesC}
 		c.Delegate = refuseRecords{c.Delegate, "c", missesC}
 	}), skewedClock(&ahead))
@@ -130,7 +131,7 @@ func TestDigestRepairsMissedNewcomer(t *testing.T) {
 	waitfor.Cond(t, 10*time.Second, "a and b to see each other", func() bool {
 		return alivePeers(a.Node)["b"] && alivePeers(b.Node)["a"]
 	})
-	c := startTunedNode(t, "c", "", Key{}, tune("c", nil), skewedClock(&ahead))
+	c := startTunedNode(t, "c", "", key.PrivateKey{}, tune("c", nil), skewedClock(&ahead))
 	c.joinVia(a)
 	waitfor.Cond(t, 10*time.Second, "a and c to see everyone", func() bool {
 		return alivePeers(a.Node)["c"] && alivePeers(c.Node)["a"] && alivePeers(c.Node)["b"]

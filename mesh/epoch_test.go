@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/waitfor"
+	"github.com/booture/booture/key"
 )
 
 // currentCreds returns a copy of n's credentials.
@@ -22,15 +23,15 @@ func currentCreds(n *testNode) Credentials {
 
 // forgeRekey builds the rekey message a booture of the mesh (evil) could
 // send to victim: a key it drew itself, at any epoch it likes.
-func forgeRekey(evil, victim *testNode, epoch uint64, key []byte) []byte {
+func forgeRekey(evil, victim *testNode, epoch uint64, gossipKey []byte) []byte {
 	c := currentCreds(evil)
 	m := rekeyMsg{
 		MeshID: c.MeshID, Founded: c.Founded, Epoch: epoch,
 		Issuer: evil.PublicKey(), IssuerName: "evil",
 		// It claims its own key was excluded, so that no booture
 		// thinks the key exposed once it is expelled.
-		Excludes: []Key{evil.PublicKey()},
-		Box:      sealTo(victim.PublicKey(), evil.priv, key),
+		Excludes: []key.PublicKey{evil.PublicKey()},
+		Box:      sealTo(victim.PublicKey(), evil.priv, gossipKey),
 	}
 	b, _ := json.Marshal(m)
 	return b

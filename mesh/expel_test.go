@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/waitfor"
+	"github.com/booture/booture/key"
 )
 
 func TestExpel(t *testing.T) {
@@ -51,7 +52,7 @@ func TestExpel(t *testing.T) {
 	// ... once more, after it knows it was expelled ...
 	b4.rejoinRound(context.Background())
 	// ... while the remaining mesh still works: a new booture can join.
-	b5 := startTestNode(t, "b5", "", Key{})
+	b5 := startTestNode(t, "b5", "", key.PrivateKey{})
 	b5.joinVia(b3)
 	all := []*testNode{b1, b2, b3, b5}
 	waitfor.Cond(t, 20*time.Second, "convergence after expel", func() bool { return converged(all) })
@@ -66,7 +67,7 @@ func TestExpel(t *testing.T) {
 	for _, n := range all {
 		cfg := Plan(PlanInput{View: n.View(), Interface: "bt0"})
 		for _, p := range cfg.Peers {
-			if Key(p.PublicKey) == b4.PublicKey() {
+			if p.PublicKey == b4.PublicKey() {
 				t.Fatalf("%s still plans a WireGuard peer for the expelled booture", n.View().Self.Name)
 			}
 		}
@@ -111,7 +112,7 @@ func TestSiteConflictAfterPartition(t *testing.T) {
 		p, _ := a.View().Peer("b2")
 		return p.State == StateDead
 	})
-	c := startTestNode(t, "c", "", Key{})
+	c := startTestNode(t, "c", "", key.PrivateKey{})
 	c.joinVia(a) // site 3
 	// b comes back cut off from a and c (its roster points at a dead
 	// address) and invites d.
@@ -122,7 +123,7 @@ func TestSiteConflictAfterPartition(t *testing.T) {
 		bAlone.roster[k] = r
 	}
 	bAlone.mu.Unlock()
-	d := startTestNode(t, "d", "", Key{})
+	d := startTestNode(t, "d", "", key.PrivateKey{})
 	d.joinVia(bAlone) // site 3 as well: b2 does not know c
 	if c.View().Site.Number != d.View().Site.Number {
 		t.Fatalf("test setup: c holds site %d, d site %d; want the same", c.View().Site.Number, d.View().Site.Number)

@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/waitfor"
+	"github.com/booture/booture/key"
 )
 
 // startGuardedNode starts a node whose inbound limits count loopback
 // sources too, as they count LAN hosts in production.
 func startGuardedNode(t testing.TB, name string) *testNode {
 	t.Helper()
-	priv, err := NewPrivateKey()
+	priv, err := key.NewPrivateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func flood(t testing.TB, addr string, count, sources, fill int) {
 // gossip stream: over 300 MB here.
 func TestFloodBeforeAuthentication(t *testing.T) {
 	a := startGuardedNode(t, "a")
-	b := startTestNode(t, "b", "", Key{})
+	b := startTestNode(t, "b", "", key.PrivateKey{})
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)

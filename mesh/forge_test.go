@@ -14,6 +14,7 @@ import (
 
 	"github.com/booture/booture/catalog"
 	"github.com/booture/booture/internal/waitfor"
+	"github.com/booture/booture/key"
 )
 
 // A booture holds the mesh's gossip key, so it can say anything in gossip.
@@ -55,7 +56,7 @@ type rogue struct {
 func startRogue(t *testing.T, name string) *rogue {
 	t.Helper()
 	r := &rogue{}
-	r.testNode = startTunedNode(t, name, "", Key{}, func(c *memberlist.Config) {
+	r.testNode = startTunedNode(t, name, "", key.PrivateKey{}, func(c *memberlist.Config) {
 		c.Delegate = forgingDelegate{Delegate: c.Delegate, mu: &r.mu, forged: &r.forged}
 	})
 	return r
@@ -137,10 +138,10 @@ func (d dropCatalogRequests) NotifyMsg(b []byte) {
 // pointing outside the mesh. It is refused; the rogue's own catalog is
 // taken.
 func TestForgedCatalogRefused(t *testing.T) {
-	victim := startTunedNode(t, "victim", "", Key{}, func(c *memberlist.Config) {
+	victim := startTunedNode(t, "victim", "", key.PrivateKey{}, func(c *memberlist.Config) {
 		c.Delegate = dropCatalogRequests{c.Delegate}
 	})
-	a := startTestNode(t, "a", "", Key{})
+	a := startTestNode(t, "a", "", key.PrivateKey{})
 	r := startRogue(t, "rogue")
 	a.joinVia(victim)
 	r.joinVia(a)
@@ -179,7 +180,7 @@ func TestForgedCatalogRefused(t *testing.T) {
 
 // forgeSignature signs a catalog message with priv, whatever key it names:
 // the best a forger can do.
-func forgeSignature(t *testing.T, priv Key, b []byte) []byte {
+func forgeSignature(t *testing.T, priv key.PrivateKey, b []byte) []byte {
 	t.Helper()
 	var w catalogWire
 	if err := json.Unmarshal(b, &w); err != nil {
@@ -225,9 +226,9 @@ func (d olderDaemon) LocalState(join bool) []byte {
 // cannot be replaced by unsigned ones meanwhile.
 func TestOlderDaemonDuringUpgrade(t *testing.T) {
 	var logs syncLog
-	a := startTestNode(t, "a", "", Key{}, func(c *Config) { c.Logger = logs.logger() })
-	b := startTestNode(t, "b", "", Key{})
-	old := startTunedNode(t, "old", "", Key{}, func(c *memberlist.Config) {
+	a := startTestNode(t, "a", "", key.PrivateKey{}, func(c *Config) { c.Logger = logs.logger() })
+	b := startTestNode(t, "b", "", key.PrivateKey{})
+	old := startTunedNode(t, "old", "", key.PrivateKey{}, func(c *memberlist.Config) {
 		c.Delegate = olderDaemon{c.Delegate}
 	})
 	b.joinVia(a)
@@ -285,14 +286,14 @@ func (l *syncLog) logger() *slog.Logger {
 // A booture whose key is a VPN member's (or ours) is left out of the plan,
 // and only it: the configuration stays valid, so later changes apply.
 func TestPlanSkipsTakenKeys(t *testing.T) {
-	key := func() Key { k, _ := NewPrivateKey(); return k }
-	self, b, member := key(), key(), key()
+	newPriv := func() key.PrivateKey { k, _ := key.NewPrivateKey(); return k }
+	self, b, member := newPriv(), newPriv(), newPriv()
 	var id MeshID
 	id[0] = 1
 	v := View{Self: Record{Name: "a", PublicKey: self.Public(), Site: 1}, ULA: id.ULA()}
 	v.Site = SiteOf(v.ULA, 1)
 	now := time.Now()
-	peer := func(name string, k Key, site int) Peer {
+	peer := func(name string, k key.PublicKey, site int) Peer {
 		return Peer{Record: Record{Name: name, PublicKey: k, Site: site, Endpoint: netip.MustParseAddrPort("198.51.100.1:51820")},
 			State: StateAlive, UpSince: now.Add(-time.Hour)}
 	}
@@ -307,7 +308,7 @@ func TestPlanSkipsTakenKeys(t *testing.T) {
 		t.Fatalf("plan has %d peers, want b and the member: %+v", len(cfg.Peers), cfg.Peers)
 	}
 	for _, p := range cfg.Peers {
-		if Key(p.PublicKey) == member.Public() && (len(p.AllowedIPs) != 1 || p.AllowedIPs[0].String() != "10.77.1.2/32") {
+		if p.PublicKey == member.Public() && (len(p.AllowedIPs) != 1 || p.AllowedIPs[0].String() != "10.77.1.2/32") {
 			t.Fatalf("the member's peer got the booture's sites: %v", p.AllowedIPs)
 		}
 	}

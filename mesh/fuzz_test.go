@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/waitfor"
+	"github.com/booture/booture/key"
 )
 
 // Decoders of outside input must never panic, and what they accept must be
 // valid.
 
 func FuzzDecodeMeta(f *testing.F) {
-	k, _ := NewPrivateKey()
+	k, _ := key.NewPrivateKey()
 	good, _ := encodeMeta(&Record{Name: "a", PublicKey: k.Public(), Site: 3, Endpoint: netip.MustParseAddrPort("198.51.100.1:51820")})
 	f.Add("a", good)
 	f.Add("b", []byte(`{"v":2,"k":"AAAA","s":1}`))
@@ -60,7 +61,7 @@ func FuzzParseToken(f *testing.F) {
 }
 
 func FuzzDecodePushState(f *testing.F) {
-	k, _ := NewPrivateKey()
+	k, _ := key.NewPrivateKey()
 	ps, _ := json.Marshal(pushState{V: 1, Records: []Record{{Name: "a", PublicKey: k.Public(), Site: 2}}})
 	f.Add(ps)
 	f.Add([]byte(`{"v":1,"records":[{"name":"x"}],"revoked":[{}]}`))
@@ -89,7 +90,7 @@ func FuzzHandshake(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 3, 'P', '{', '}'}, true)
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff}, false)
 	f.Add(append([]byte{0, 0, 0, 1 + 16 + minNoiseMsg1, frameNoise}, make([]byte, 16+minNoiseMsg1)...), false)
-	n := startTestNode(f, "fuzz", "", Key{})
+	n := startTestNode(f, "fuzz", "", key.PrivateKey{})
 	f.Fuzz(func(t *testing.T, b []byte, catchUp bool) {
 		c1, c2 := net.Pipe()
 		done := make(chan struct{})
@@ -150,7 +151,7 @@ func TestGarbageOnGossipPort(t *testing.T) {
 	}
 	// The node still works: a new booture joins, after the garbage.
 	meshID := a.View().MeshID
-	c := startTestNode(t, "c", "", Key{})
+	c := startTestNode(t, "c", "", key.PrivateKey{})
 	c.joinVia(a)
 	all := append(nodes, c)
 	waitfor.Cond(t, 20*time.Second, "convergence after garbage", func() bool { return converged(all) })

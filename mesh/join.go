@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/booture/booture/key"
 	"github.com/flynn/noise"
 )
 
@@ -674,7 +675,7 @@ func (n *Node) adopt(p *credsPayload, site int, claim int64, seeds []netip.AddrP
 		// Bootures of the mesh we leave stay in the roster: when they
 		// notice we are gone, they ask us (catch-up) and follow.
 		n.st.Conflicts, n.noted = nil, nil
-		n.retry = make(map[Key]*retryState)
+		n.retry = make(map[key.PublicKey]*retryState)
 		selfChanged = true
 	}
 	if selfChanged {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/booture/booture/key"
 	"github.com/flynn/noise"
 	"golang.org/x/crypto/hkdf"
 	"golang.org/x/crypto/nacl/secretbox"
@@ -180,8 +181,8 @@ func openWithToken(t *testing.T, tok Token, joinerSide, inviterSide [][]byte) (o
 // (used) token afterwards: the gossip key and the roster the inviter sent
 // must stay out of reach. Before, the token decrypted the whole join.
 func TestJoinForwardSecrecy(t *testing.T) {
-	a := startTestNode(t, "a", "", Key{})
-	b := startTestNode(t, "b", "", Key{})
+	a := startTestNode(t, "a", "", key.PrivateKey{})
+	b := startTestNode(t, "b", "", key.PrivateKey{})
 	inv, err := a.Invite(time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -224,8 +225,8 @@ func TestJoinForwardSecrecy(t *testing.T) {
 // TestJoinFromOlderBooture: a booture of the earlier handshake asking to
 // join is told to upgrade, and its token stays usable.
 func TestJoinFromOlderBooture(t *testing.T) {
-	a := startTestNode(t, "a", "", Key{})
-	b := startTestNode(t, "b", "", Key{})
+	a := startTestNode(t, "a", "", key.PrivateKey{})
+	b := startTestNode(t, "b", "", key.PrivateKey{})
 	inv, err := a.Invite(time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +272,7 @@ func TestJoinToOlderInviter(t *testing.T) {
 			c.Close()
 		}
 	}()
-	b := startTestNode(t, "b", "", Key{})
+	b := startTestNode(t, "b", "", key.PrivateKey{})
 	tok := Token{Expires: time.Now().Add(time.Hour), Inviter: []netip.AddrPort{netip.MustParseAddrPort(ln.Addr().String())}}
 	rand.Read(tok.Secret[:])
 	_, err = b.Join(context.Background(), tok.Encode())
@@ -285,8 +286,8 @@ func TestJoinToOlderInviter(t *testing.T) {
 }
 
 func TestRevokeInvitation(t *testing.T) {
-	a := startTestNode(t, "a", "", Key{})
-	b := startTestNode(t, "b", "", Key{})
+	a := startTestNode(t, "a", "", key.PrivateKey{})
+	b := startTestNode(t, "b", "", key.PrivateKey{})
 	first, err := a.Invite(time.Hour)
 	if err != nil {
 		t.Fatal(err)

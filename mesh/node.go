@@ -19,6 +19,7 @@ import (
 	"github.com/booture/booture/catalog"
 	"github.com/booture/booture/internal/names"
 	"github.com/booture/booture/internal/store"
+	"github.com/booture/booture/key"
 )
 
 // StateFile is the name of the mesh state file in the state directory.
@@ -67,7 +68,7 @@ type Config struct {
 	// StateDir holds the mesh state file.
 	StateDir string
 	// PrivateKey is the booture's WireGuard private key, its identity.
-	PrivateKey Key
+	PrivateKey key.PrivateKey
 	// Bind is the underlay address gossip listens on; invalid means all.
 	Bind netip.Addr
 	// GossipPort is the gossip TCP and UDP port (0: any free port, tests).
@@ -120,8 +121,8 @@ func (c *Config) Validate() error {
 type Node struct {
 	cfg      Config
 	log      *slog.Logger
-	priv     Key
-	pub      Key
+	priv     key.PrivateKey
+	pub      key.PublicKey
 	path     string
 	now      func() time.Time
 	counters ByteCounters
@@ -134,12 +135,12 @@ type Node struct {
 	opMu sync.Mutex
 
 	mu       sync.Mutex
-	st       persisted            // Roster is kept in roster while running
-	roster   map[Key]Record       // other bootures, by public key
-	names    map[string]Key       // roster by name (nil: rebuilt on use), see byNameLocked
-	metas    map[string]metaEntry // last record decoded per booture name, see decodeMetaLocked
-	liveKeys map[Key]time.Time    // bootures gossip sees up, and since when
-	logged   map[Key]PeerState    // last state logged per booture
+	st       persisted                   // Roster is kept in roster while running
+	roster   map[key.PublicKey]Record    // other bootures, by public key
+	names    map[string]key.PublicKey    // roster by name (nil: rebuilt on use), see byNameLocked
+	metas    map[string]metaEntry        // last record decoded per booture name, see decodeMetaLocked
+	liveKeys map[key.PublicKey]time.Time // bootures gossip sees up, and since when
+	logged   map[key.PublicKey]PeerState // last state logged per booture
 	// noted are the conflicts recorded since start (st.Conflicts keeps
 	// the last 20 only); unsettled is the one last logged as impossible
 	// to settle (the mesh is full). Both keep a conflict from being
@@ -155,14 +156,14 @@ type Node struct {
 	differ                map[string]bool
 	repairs               atomic.Int64 // exchanges started on a digest
 
-	localServices []catalog.Service    // this booture's catalog
-	servicesSet   bool                 // SetServices was called since start
-	catalogs      map[Key]*peerCatalog // other bootures' catalogs
-	dirty         bool                 // roster changes not yet written
+	localServices []catalog.Service              // this booture's catalog
+	servicesSet   bool                           // SetServices was called since start
+	catalogs      map[key.PublicKey]*peerCatalog // other bootures' catalogs
+	dirty         bool                           // roster changes not yet written
 	ml            *memberlist.Memberlist
 	mt            *gossipTransport
 	kr            *memberlist.Keyring
-	retry         map[Key]*retryState
+	retry         map[key.PublicKey]*retryState
 	oldKeys       [][]byte // previous gossip keys still accepted for a grace period
 	closed        bool
 
@@ -224,11 +225,11 @@ func New(cfg Config) (*Node, error) {
 		pub:      cfg.PrivateKey.Public(),
 		path:     filepath.Join(cfg.StateDir, StateFile),
 		now:      cfg.Now,
-		roster:   make(map[Key]Record),
-		liveKeys: make(map[Key]time.Time),
-		logged:   make(map[Key]PeerState),
-		catalogs: make(map[Key]*peerCatalog),
-		retry:    make(map[Key]*retryState),
+		roster:   make(map[key.PublicKey]Record),
+		liveKeys: make(map[key.PublicKey]time.Time),
+		logged:   make(map[key.PublicKey]PeerState),
+		catalogs: make(map[key.PublicKey]*peerCatalog),
+		retry:    make(map[key.PublicKey]*retryState),
 		kick:     make(chan struct{}, 1),
 		guard:    newInboundGuard(defaultInboundLimits(), cfg.Logger),
 	}
@@ -281,9 +282,9 @@ func (n *Node) foundLocked() {
 			Endpoint: n.cfg.WireGuardEndpoint, Version: n.cfg.Version, Gen: nextGen(0, now),
 		},
 	}
-	n.roster = make(map[Key]Record)
-	n.retry = make(map[Key]*retryState)
-	n.catalogs = make(map[Key]*peerCatalog)
+	n.roster = make(map[key.PublicKey]Record)
+	n.retry = make(map[key.PublicKey]*retryState)
+	n.catalogs = make(map[key.PublicKey]*peerCatalog)
 }
 
 // saveLocked writes the state file. n.mu must be held.
@@ -315,7 +316,7 @@ func (n *Node) selfLocked() Record {
 }
 
 // PublicKey returns the booture's public key.
-func (n *Node) PublicKey() Key { return n.pub }
+func (n *Node) PublicKey() key.PublicKey { return n.pub }
 
 // Start starts gossip and the background work (finding unreachable bootures
 // again, writing the roster). It returns once gossip listens.
@@ -423,7 +424,7 @@ func (n *Node) stopGossip() {
 	n.mu.Lock()
 	ml := n.ml
 	n.ml, n.mt, n.kr = nil, nil, nil
-	n.liveKeys = make(map[Key]time.Time)
+	n.liveKeys = make(map[key.PublicKey]time.Time)
 	n.mu.Unlock()
 	if ml != nil {
 		ml.Shutdown()
@@ -830,7 +831,7 @@ type siteContest struct {
 // siteClaim is what orders two claims on one site.
 type siteClaim struct {
 	at  int64
-	key Key
+	key key.PublicKey
 }
 
 func (c *siteContest) add(r Record) {

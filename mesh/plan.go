@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/booture/booture/key"
 	"github.com/booture/booture/netcfg"
 )
 
@@ -33,7 +34,7 @@ const (
 
 // MemberPeer is an enabled VPN member of this booture, as the plan needs it.
 type MemberPeer struct {
-	PublicKey  Key
+	PublicKey  key.PublicKey
 	IPv4, IPv6 netip.Addr
 	FullTunnel bool
 	// Reach, when set, is where the member was last seen: the booture
@@ -47,7 +48,7 @@ type MemberPeer struct {
 // PlanInput is everything the desired network state depends on.
 type PlanInput struct {
 	View       View
-	PrivateKey Key
+	PrivateKey key.PrivateKey
 	Interface  string
 	ListenPort int
 	MTU        int
@@ -77,7 +78,7 @@ func Plan(in PlanInput) netcfg.Config {
 	v4, v6 := v.Site.Booture()
 	cfg := netcfg.Config{
 		Interface:  in.Interface,
-		PrivateKey: in.PrivateKey.WG(),
+		PrivateKey: in.PrivateKey,
 		ListenPort: in.ListenPort,
 		MTU:        in.MTU,
 		Addresses: []netip.Prefix{
@@ -106,7 +107,7 @@ func Plan(in PlanInput) netcfg.Config {
 			}
 			s := SiteOf(v.ULA, p.Site)
 			peer := netcfg.Peer{
-				PublicKey:  p.PublicKey.WG(),
+				PublicKey:  p.PublicKey,
 				Endpoint:   p.Endpoint,
 				AllowedIPs: []netip.Prefix{s.IPv4, s.IPv6},
 			}
@@ -125,7 +126,7 @@ func Plan(in PlanInput) netcfg.Config {
 			cfg.Routes = append(cfg.Routes, s.IPv4, s.IPv6)
 		}
 	}
-	added := make(map[Key]bool, len(in.Members))
+	added := make(map[key.PublicKey]bool, len(in.Members))
 	for _, m := range in.Members {
 		// The member registry refuses both; still, never hand the
 		// applier a configuration it would refuse whole.
@@ -140,7 +141,7 @@ func Plan(in PlanInput) netcfg.Config {
 		if m.IPv6.IsValid() {
 			allowed = append(allowed, netip.PrefixFrom(m.IPv6, 128))
 		}
-		peer := netcfg.Peer{PublicKey: m.PublicKey.WG(), AllowedIPs: allowed}
+		peer := netcfg.Peer{PublicKey: m.PublicKey, AllowedIPs: allowed}
 		if m.Reach.IsValid() {
 			peer.Endpoint, peer.PersistentKeepalive = m.Reach, PeerKeepalive
 		}
@@ -155,7 +156,7 @@ func Plan(in PlanInput) netcfg.Config {
 		}
 	}
 	sort.Slice(cfg.Peers, func(i, j int) bool {
-		return Key(cfg.Peers[i].PublicKey).String() < Key(cfg.Peers[j].PublicKey).String()
+		return cfg.Peers[i].PublicKey.String() < cfg.Peers[j].PublicKey.String()
 	})
 	sort.Slice(cfg.Routes, func(i, j int) bool { return cfg.Routes[i].String() < cfg.Routes[j].String() })
 	return cfg
@@ -163,8 +164,8 @@ func Plan(in PlanInput) netcfg.Config {
 
 // takenKeys returns the keys no booture peer may have: the VPN members'
 // and this booture's.
-func takenKeys(in PlanInput) map[Key]bool {
-	taken := make(map[Key]bool, len(in.Members)+1)
+func takenKeys(in PlanInput) map[key.PublicKey]bool {
+	taken := make(map[key.PublicKey]bool, len(in.Members)+1)
 	taken[in.View.Self.PublicKey] = true
 	for _, m := range in.Members {
 		taken[m.PublicKey] = true
@@ -181,7 +182,7 @@ func takenKeys(in PlanInput) map[Key]bool {
 // member's private key, or by a mistake.
 type SkippedPeer struct {
 	Name string
-	Key  Key
+	Key  key.PublicKey
 	// Member is set when the key is a VPN member's (else it is ours).
 	Member bool
 }
@@ -206,7 +207,7 @@ func PlanSkips(in PlanInput) []SkippedPeer {
 }
 
 // initiates reports whether self starts the first handshake with peer.
-func initiates(self, peer Key) bool { return self.String() < peer.String() }
+func initiates(self, peer key.PublicKey) bool { return self.String() < peer.String() }
 
 // PlanRecheck returns how long until Plan(in) changes by the passing of
 // time alone (a new peer's role delay ending), or 0 if it never will: the

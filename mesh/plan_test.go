@@ -8,16 +8,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/booture/booture/key"
 	"github.com/booture/booture/netcfg"
 )
 
 // planKey returns a public key whose base64 form starts with a letter that
 // grows with b (b from 0x10 to 0x60): the tests choose which side of a pair
 // has the lower key, hence which one initiates.
-func planKey(b byte) Key {
-	var k Key
+func planKey(b byte) key.PublicKey {
+	var k [key.Len]byte
 	k[0] = b
-	return k
+	return key.PublicKeyFromRaw32(k)
 }
 
 var (
@@ -28,7 +29,7 @@ var (
 	// This booture: site 3, key 0x30. Peers with a key below it respond,
 	// peers above it are initiated to.
 	planSelf = Record{Name: "self", PublicKey: planKey(0x30), Site: 3}
-	planPriv = planKey(0x01)
+	planPriv = key.PrivateKeyFromRaw32([key.Len]byte{0x01})
 
 	lowKey, highKey, higherKey = planKey(0x10), planKey(0x50), planKey(0x60)
 	site5, site7               = SiteOf(planULA, 5), SiteOf(planULA, 7)
@@ -37,8 +38,8 @@ var (
 )
 
 // planPeer is a booture on site, up (or not) since upFor before planNow.
-func planPeer(name string, key Key, site int, ep netip.AddrPort, state PeerState, upFor time.Duration) Peer {
-	p := Peer{Record: Record{Name: name, PublicKey: key, Site: site, Endpoint: ep}, State: state}
+func planPeer(name string, pub key.PublicKey, site int, ep netip.AddrPort, state PeerState, upFor time.Duration) Peer {
+	p := Peer{Record: Record{Name: name, PublicKey: pub, Site: site, Endpoint: ep}, State: state}
 	if state.Up() {
 		p.UpSince = planNow.Add(-upFor)
 	}
@@ -92,7 +93,7 @@ func TestPlan(t *testing.T) {
 			name:  "alive peer, this booture initiates, settled: endpoint and keepalive",
 			peers: []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, old)},
 			wantPeers: []netcfg.Peer{{
-				PublicKey: highKey.WG(), Endpoint: endpoint5,
+				PublicKey: highKey, Endpoint: endpoint5,
 				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
 			}},
 			wantRoutes: []netip.Prefix{site5.IPv4, site5.IPv6},
@@ -101,7 +102,7 @@ func TestPlan(t *testing.T) {
 			name:  "new peer, this booture initiates: endpoint at once, keepalive after initiatorDelay",
 			peers: []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, 300*time.Millisecond)},
 			wantPeers: []netcfg.Peer{{
-				PublicKey: highKey.WG(), Endpoint: endpoint5,
+				PublicKey: highKey, Endpoint: endpoint5,
 				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6},
 			}},
 			wantRoutes:  []netip.Prefix{site5.IPv4, site5.IPv6},
@@ -111,7 +112,7 @@ func TestPlan(t *testing.T) {
 			name:  "new peer, this booture responds: neither endpoint nor keepalive until responderDelay",
 			peers: []Peer{planPeer("a", lowKey, 5, endpoint5, StateAlive, 2*time.Second)},
 			wantPeers: []netcfg.Peer{{
-				PublicKey: lowKey.WG(), AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6},
+				PublicKey: lowKey, AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6},
 			}},
 			wantRoutes:  []netip.Prefix{site5.IPv4, site5.IPv6},
 			wantRecheck: responderDelay - 2*time.Second,
@@ -120,7 +121,7 @@ func TestPlan(t *testing.T) {
 			name:  "responder after responderDelay: endpoint and keepalive, reaches the initiator by itself",
 			peers: []Peer{planPeer("a", lowKey, 5, endpoint5, StateAlive, responderDelay)},
 			wantPeers: []netcfg.Peer{{
-				PublicKey: lowKey.WG(), Endpoint: endpoint5,
+				PublicKey: lowKey, Endpoint: endpoint5,
 				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
 			}},
 			wantRoutes: []netip.Prefix{site5.IPv4, site5.IPv6},
@@ -131,7 +132,7 @@ func TestPlan(t *testing.T) {
 				Record: Record{Name: "a", PublicKey: lowKey, Site: 5, Endpoint: endpoint5}, State: StateAlive,
 			}},
 			wantPeers: []netcfg.Peer{{
-				PublicKey: lowKey.WG(), Endpoint: endpoint5,
+				PublicKey: lowKey, Endpoint: endpoint5,
 				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
 			}},
 			wantRoutes: []netip.Prefix{site5.IPv4, site5.IPv6},
@@ -140,7 +141,7 @@ func TestPlan(t *testing.T) {
 			name:  "suspect peer is still routed",
 			peers: []Peer{planPeer("b", highKey, 5, endpoint5, StateSuspect, old)},
 			wantPeers: []netcfg.Peer{{
-				PublicKey: highKey.WG(), Endpoint: endpoint5,
+				PublicKey: highKey, Endpoint: endpoint5,
 				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
 			}},
 			wantRoutes: []netip.Prefix{site5.IPv4, site5.IPv6},
@@ -170,7 +171,7 @@ func TestPlan(t *testing.T) {
 			members:  []MemberPeer{{PublicKey: planKey(0x20), IPv4: m3v4.Addr(), IPv6: m3v6.Addr()}},
 			expelled: true,
 			wantPeers: []netcfg.Peer{{
-				PublicKey: planKey(0x20).WG(), AllowedIPs: []netip.Prefix{m3v4, m3v6},
+				PublicKey: planKey(0x20), AllowedIPs: []netip.Prefix{m3v4, m3v6},
 			}},
 		},
 		{
@@ -181,11 +182,11 @@ func TestPlan(t *testing.T) {
 			},
 			wantPeers: []netcfg.Peer{
 				{
-					PublicKey: highKey.WG(), Endpoint: endpoint5,
+					PublicKey: highKey, Endpoint: endpoint5,
 					AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
 				},
 				{
-					PublicKey: higherKey.WG(), Endpoint: endpoint7v6,
+					PublicKey: higherKey, Endpoint: endpoint7v6,
 					AllowedIPs: []netip.Prefix{site7.IPv4, site7.IPv6}, PersistentKeepalive: PeerKeepalive,
 				},
 			},
@@ -198,8 +199,8 @@ func TestPlan(t *testing.T) {
 				planPeer("c", higherKey, 7, endpoint7v6, StateAlive, 200*time.Millisecond), // initiator: 800 ms left
 			},
 			wantPeers: []netcfg.Peer{
-				{PublicKey: lowKey.WG(), AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}},
-				{PublicKey: higherKey.WG(), Endpoint: endpoint7v6, AllowedIPs: []netip.Prefix{site7.IPv4, site7.IPv6}},
+				{PublicKey: lowKey, AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}},
+				{PublicKey: higherKey, Endpoint: endpoint7v6, AllowedIPs: []netip.Prefix{site7.IPv4, site7.IPv6}},
 			},
 			wantRoutes:  []netip.Prefix{site5.IPv4, site7.IPv4, site5.IPv6, site7.IPv6},
 			wantRecheck: 800 * time.Millisecond,
@@ -209,14 +210,14 @@ func TestPlan(t *testing.T) {
 			members: []MemberPeer{
 				{PublicKey: planKey(0x20), IPv4: m3v4.Addr(), IPv6: m3v6.Addr()},
 			},
-			wantPeers: []netcfg.Peer{{PublicKey: planKey(0x20).WG(), AllowedIPs: []netip.Prefix{m3v4, m3v6}}},
+			wantPeers: []netcfg.Peer{{PublicKey: planKey(0x20), AllowedIPs: []netip.Prefix{m3v4, m3v6}}},
 		},
 		{
 			name: "full-tunnel member: its addresses are masqueraded",
 			members: []MemberPeer{
 				{PublicKey: planKey(0x20), IPv4: m3v4.Addr(), IPv6: m3v6.Addr(), FullTunnel: true},
 			},
-			wantPeers:      []netcfg.Peer{{PublicKey: planKey(0x20).WG(), AllowedIPs: []netip.Prefix{m3v4, m3v6}}},
+			wantPeers:      []netcfg.Peer{{PublicKey: planKey(0x20), AllowedIPs: []netip.Prefix{m3v4, m3v6}}},
 			wantFullTunnel: []netip.Addr{m3v4.Addr(), m3v6.Addr()},
 		},
 		{
@@ -226,8 +227,8 @@ func TestPlan(t *testing.T) {
 				{PublicKey: planKey(0x40), IPv6: m3b6.Addr(), FullTunnel: true},
 			},
 			wantPeers: []netcfg.Peer{
-				{PublicKey: planKey(0x20).WG(), AllowedIPs: []netip.Prefix{m3v4}},
-				{PublicKey: planKey(0x40).WG(), AllowedIPs: []netip.Prefix{m3b6}},
+				{PublicKey: planKey(0x20), AllowedIPs: []netip.Prefix{m3v4}},
+				{PublicKey: planKey(0x40), AllowedIPs: []netip.Prefix{m3b6}},
 			},
 			wantFullTunnel: []netip.Addr{m3v4.Addr(), m3b6.Addr()},
 		},
@@ -237,7 +238,7 @@ func TestPlan(t *testing.T) {
 				{PublicKey: planKey(0x20), IPv4: m3b4.Addr(), IPv6: m3b6.Addr(), Reach: reach},
 			},
 			wantPeers: []netcfg.Peer{{
-				PublicKey: planKey(0x20).WG(), Endpoint: reach,
+				PublicKey: planKey(0x20), Endpoint: reach,
 				AllowedIPs: []netip.Prefix{m3b4, m3b6}, PersistentKeepalive: PeerKeepalive,
 			}},
 		},
@@ -250,15 +251,15 @@ func TestPlan(t *testing.T) {
 			},
 			wantPeers: []netcfg.Peer{
 				{
-					PublicKey: lowKey.WG(), Endpoint: endpoint7v6,
+					PublicKey: lowKey, Endpoint: endpoint7v6,
 					AllowedIPs: []netip.Prefix{site7.IPv4, site7.IPv6}, PersistentKeepalive: PeerKeepalive,
 				},
-				{PublicKey: planKey(0x20).WG(), AllowedIPs: []netip.Prefix{m3b4, m3b6}},
+				{PublicKey: planKey(0x20), AllowedIPs: []netip.Prefix{m3b4, m3b6}},
 				{
-					PublicKey: highKey.WG(), Endpoint: endpoint5,
+					PublicKey: highKey, Endpoint: endpoint5,
 					AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
 				},
-				{PublicKey: planKey(0x58).WG(), AllowedIPs: []netip.Prefix{m3v4, m3v6}},
+				{PublicKey: planKey(0x58), AllowedIPs: []netip.Prefix{m3v4, m3v6}},
 			},
 			wantRoutes:     []netip.Prefix{site5.IPv4, site7.IPv4, site5.IPv6, site7.IPv6},
 			wantFullTunnel: []netip.Addr{m3v4.Addr(), m3v6.Addr()},
@@ -303,7 +304,7 @@ func TestPlanInterface(t *testing.T) {
 	v4, v6 := self.Booture()
 	want := netcfg.Config{
 		Interface:   "bt0",
-		PrivateKey:  planPriv.WG(),
+		PrivateKey:  planPriv,
 		ListenPort:  51820,
 		MTU:         1380,
 		Addresses:   []netip.Prefix{netip.PrefixFrom(v4, 24), netip.PrefixFrom(v6, 64)},
@@ -331,7 +332,7 @@ func TestPlanInterface(t *testing.T) {
 // and differs once it has; with no recheck, it stays the same for good.
 func TestPlanRecheckIsWhenPlanChanges(t *testing.T) {
 	for _, upFor := range []time.Duration{0, 10 * time.Millisecond, 999 * time.Millisecond, time.Second, 3 * time.Second, 5 * time.Second, time.Hour} {
-		for _, key := range []Key{lowKey, highKey} {
+		for _, key := range []key.PublicKey{lowKey, highKey} {
 			in := planInput([]Peer{planPeer("p", key, 5, endpoint5, StateAlive, upFor)}, nil)
 			name := fmt.Sprintf("up %v, initiator %v", upFor, initiates(planSelf.PublicKey, key))
 			before := Plan(in)
@@ -359,7 +360,7 @@ func TestPlanRecheckIsWhenPlanChanges(t *testing.T) {
 func formatPeers(ps []netcfg.Peer) string {
 	var b strings.Builder
 	for _, p := range ps {
-		fmt.Fprintf(&b, "  peer %s endpoint %v allowed %v keepalive %v\n", Key(p.PublicKey), p.Endpoint, p.AllowedIPs, p.PersistentKeepalive)
+		fmt.Fprintf(&b, "  peer %s endpoint %v allowed %v keepalive %v\n", p.PublicKey, p.Endpoint, p.AllowedIPs, p.PersistentKeepalive)
 	}
 	if b.Len() == 0 {
 		return "  (none)"

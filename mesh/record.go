@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/names"
+	"github.com/booture/booture/key"
 )
 
 // Record is what the mesh knows about one booture. Every booture keeps a
@@ -16,9 +17,9 @@ import (
 // and exchanges it with the others, so that a site stays reserved while its
 // booture is away and a booture that comes back is found again.
 type Record struct {
-	Name      string `json:"name"`
-	PublicKey Key    `json:"key"`
-	Site      int    `json:"site"`
+	Name      string        `json:"name"`
+	PublicKey key.PublicKey `json:"key"`
+	Site      int           `json:"site"`
 	// SiteClaim orders two claims on one site (lower wins): when the site
 	// was assigned, in Unix milliseconds.
 	SiteClaim int64 `json:"claim"`
@@ -122,7 +123,7 @@ const (
 // memberlist itself.
 type nodeMeta struct {
 	V        int            `json:"v"`
-	Key      Key            `json:"k"`
+	Key      key.PublicKey  `json:"k"`
 	Site     int            `json:"s"`
 	Claim    int64          `json:"c"`
 	Endpoint netip.AddrPort `json:"e"`

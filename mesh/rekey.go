@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/booture/booture/key"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -72,13 +73,13 @@ func epochReachable(from, to uint64) bool {
 var ErrNotFound = errors.New("no such booture in this mesh")
 
 type rekeyMsg struct {
-	MeshID     MeshID       `json:"mesh_id"`
-	Founded    int64        `json:"founded"`
-	Epoch      uint64       `json:"epoch"`
-	Issuer     Key          `json:"issuer"`
-	IssuerName string       `json:"issuer_name"`
-	Revoked    []Revocation `json:"revoked"`
-	Excludes   []Key        `json:"excludes"`
+	MeshID     MeshID          `json:"mesh_id"`
+	Founded    int64           `json:"founded"`
+	Epoch      uint64          `json:"epoch"`
+	Issuer     key.PublicKey   `json:"issuer"`
+	IssuerName string          `json:"issuer_name"`
+	Revoked    []Revocation    `json:"revoked"`
+	Excludes   []key.PublicKey `json:"excludes"`
 	// Box is the new gossip key, sealed by the issuer to the recipient.
 	Box []byte `json:"box"`
 }
@@ -147,7 +148,7 @@ func (n *Node) rekey(ctx context.Context, revs []Revocation) (ExpelResult, error
 	for _, rv := range n.st.Revoked {
 		msg.Excludes = append(msg.Excludes, rv.Key)
 	}
-	recipients := make(map[string]Key)
+	recipients := make(map[string]key.PublicKey)
 	for k, r := range n.roster {
 		if n.isLiveLocked(k) {
 			recipients[r.Name] = k
@@ -165,15 +166,15 @@ func (n *Node) rekey(ctx context.Context, revs []Revocation) (ExpelResult, error
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, m := range ml.Members() {
-		key, ok := recipients[m.Name]
+		to, ok := recipients[m.Name]
 		if !ok {
 			continue
 		}
 		wg.Add(1)
-		go func(m *memberlist.Node, key Key) {
+		go func(m *memberlist.Node, to key.PublicKey) {
 			defer wg.Done()
 			mm := msg
-			mm.Box = sealTo(key, n.priv, newKey)
+			mm.Box = sealTo(to, n.priv, newKey)
 			b, _ := json.Marshal(mm)
 			err := ml.SendReliable(m, append([]byte{msgRekey}, b...))
 			mu.Lock()
@@ -184,7 +185,7 @@ func (n *Node) rekey(ctx context.Context, revs []Revocation) (ExpelResult, error
 				res.Notified = append(res.Notified, m.Name)
 			}
 			delete(recipients, m.Name)
-		}(m, key)
+		}(m, to)
 	}
 	wg.Wait()
 	for name := range recipients {
@@ -311,7 +312,7 @@ func (n *Node) acceptRekeyLocked(m *rekeyMsg) (bool, error) {
 // among those alive.
 func (n *Node) checkKeyExposure() {
 	n.mu.Lock()
-	excluded := make(map[Key]bool)
+	excluded := make(map[key.PublicKey]bool)
 	for _, k := range n.st.Creds.Excludes {
 		excluded[k] = true
 	}

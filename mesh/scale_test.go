@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/store"
+	"github.com/booture/booture/key"
 )
 
 // BenchmarkMeshScale measures, in one process over loopback, how long a
@@ -55,7 +56,7 @@ func BenchmarkMeshScale(b *testing.B) {
 func benchScale(b *testing.B, count, batch int, idle time.Duration, profile Profile) {
 	// The daemon's timings: startTestNode's rejoin rounds are shorter.
 	daemonLike := func(c *Config) { c.Profile, c.RejoinInterval = profile, 5*time.Second }
-	seed := startTestNode(b, "n1", "", Key{}, daemonLike)
+	seed := startTestNode(b, "n1", "", key.PrivateKey{}, daemonLike)
 	seed.mu.Lock()
 	creds, seedRec := seed.st.Creds, seed.selfLocked()
 	seed.mu.Unlock()
@@ -73,7 +74,7 @@ func benchScale(b *testing.B, count, batch int, idle time.Duration, profile Prof
 	start := time.Now()
 	for i := 2; i <= count; i++ {
 		dir := b.TempDir()
-		priv, _ := NewPrivateKey()
+		priv, _ := key.NewPrivateKey()
 		now := time.Now().UnixMilli()
 		st := persisted{
 			Version: stateVersion, Creds: creds,

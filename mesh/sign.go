@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/booture/booture/key"
 	"go.step.sm/crypto/x25519"
 )
 
@@ -85,7 +86,8 @@ func recordMessage(r *Record) []byte {
 	b := make([]byte, 0, 128+len(r.Name)+len(r.Version))
 	b = append(b, recordDomain...)
 	b = appendString(b, r.Name)
-	b = append(b, r.PublicKey[:]...)
+	pub := r.PublicKey.Raw32()
+	b = append(b, pub[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Site))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.SiteClaim))
 	b = appendAddrPort(b, r.Endpoint)
@@ -99,11 +101,12 @@ func recordMessage(r *Record) []byte {
 // catalogMessage is what a booture signs of its catalog: the exact bytes of
 // its services as sent, so that a newer daemon's extra fields are signed
 // too and an older one can still check them.
-func catalogMessage(from string, key Key, version int64, services []byte) []byte {
+func catalogMessage(from string, pub key.PublicKey, version int64, services []byte) []byte {
 	b := make([]byte, 0, 64+len(from)+len(services))
 	b = append(b, catalogDomain...)
 	b = appendString(b, from)
-	b = append(b, key[:]...)
+	raw := pub.Raw32()
+	b = append(b, raw[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(version))
 	return appendString(b, string(services))
 }
@@ -124,11 +127,12 @@ func appendAddrPort(b []byte, a netip.AddrPort) []byte {
 
 // sign signs msg with a booture's private key, counting the work in c if
 // not nil.
-func sign(priv Key, msg []byte, c *sigCost) Signature {
+func sign(priv key.PrivateKey, msg []byte, c *sigCost) Signature {
 	if c != nil {
 		defer c.since(time.Now())
 	}
-	s, err := x25519.Sign(rand.Reader, x25519.PrivateKey(priv[:]), msg)
+	raw := priv.RevealRaw32()
+	s, err := x25519.Sign(rand.Reader, x25519.PrivateKey(raw[:]), msg)
 	if err != nil {
 		panic("signing: " + err.Error()) // only crypto/rand failing
 	}
@@ -150,7 +154,7 @@ func (c *sigCost) since(start time.Time) {
 // conversion costs a field inversion) and counts its work.
 type verifier struct {
 	mu     sync.Mutex
-	keys   map[Key]ed25519.PublicKey
+	keys   map[key.PublicKey]ed25519.PublicKey
 	checks sigCost
 }
 
@@ -158,23 +162,24 @@ type verifier struct {
 // bootures, but anyone can present keys.
 const maxVerifierKeys = 4 * (MaxSite + 1)
 
-// verify reports whether sig is key's signature of msg.
-func (v *verifier) verify(key Key, msg []byte, sig Signature) bool {
+// verify reports whether sig is pub's signature of msg.
+func (v *verifier) verify(pub key.PublicKey, msg []byte, sig Signature) bool {
 	defer v.checks.since(time.Now())
 	v.mu.Lock()
-	ed, ok := v.keys[key]
+	ed, ok := v.keys[pub]
 	v.mu.Unlock()
 	if !ok {
-		b, err := x25519.PublicKey(key[:]).ToEd25519()
+		raw := pub.Raw32()
+		b, err := x25519.PublicKey(raw[:]).ToEd25519()
 		if err != nil {
 			return false
 		}
 		ed = b
 		v.mu.Lock()
 		if v.keys == nil || len(v.keys) >= maxVerifierKeys {
-			v.keys = make(map[Key]ed25519.PublicKey)
+			v.keys = make(map[key.PublicKey]ed25519.PublicKey)
 		}
-		v.keys[key] = ed
+		v.keys[pub] = ed
 		v.mu.Unlock()
 	}
 	return ed25519.Verify(ed, msg, sig[:])

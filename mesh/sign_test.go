@@ -13,11 +13,12 @@ import (
 	"go.step.sm/crypto/x25519"
 
 	"github.com/booture/booture/catalog"
+	"github.com/booture/booture/key"
 )
 
-func testRecord(t testing.TB) (Key, Record) {
+func testRecord(t testing.TB) (key.PrivateKey, Record) {
 	t.Helper()
-	priv, err := NewPrivateKey()
+	priv, err := key.NewPrivateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,13 @@ func testRecord(t testing.TB) (Key, Record) {
 	}
 }
 
-func signed(priv Key, r Record) Record {
+// xPub is k as the XEdDSA library takes it.
+func xPub(k key.PublicKey) x25519.PublicKey {
+	raw := k.Raw32()
+	return x25519.PublicKey(raw[:])
+}
+
+func signed(priv key.PrivateKey, r Record) Record {
 	r.Sig = Signature{}
 	r.Sig = sign(priv, recordMessage(&r), nil)
 	return r
@@ -41,7 +48,7 @@ func TestSignatureIsXEdDSA(t *testing.T) {
 	priv, r := testRecord(t)
 	r = signed(priv, r)
 	msg := recordMessage(&r)
-	if !x25519.Verify(x25519.PublicKey(r.PublicKey[:]), msg, r.Sig[:]) {
+	if !x25519.Verify(xPub(r.PublicKey), msg, r.Sig[:]) {
 		t.Fatal("the library does not accept our signature")
 	}
 	var v verifier
@@ -50,13 +57,13 @@ func TestSignatureIsXEdDSA(t *testing.T) {
 			t.Fatal("our check refuses a good signature")
 		}
 	}
-	other, _ := NewPrivateKey()
+	other, _ := key.NewPrivateKey()
 	if v.verify(other.Public(), msg, r.Sig) {
 		t.Fatal("a signature passes for another key")
 	}
 	bad := r.Sig
 	bad[5] ^= 1
-	if v.verify(r.PublicKey, msg, bad) || x25519.Verify(x25519.PublicKey(r.PublicKey[:]), msg, bad[:]) {
+	if v.verify(r.PublicKey, msg, bad) || x25519.Verify(xPub(r.PublicKey), msg, bad[:]) {
 		t.Fatal("a damaged signature passes")
 	}
 	// A catalog signature never passes for a record, nor the reverse.
@@ -76,7 +83,7 @@ func TestRecordSignatureCoversOwnerFields(t *testing.T) {
 	}
 	for name, change := range map[string]func(*Record){
 		"name":     func(r *Record) { r.Name = "crest" },
-		"key":      func(r *Record) { k, _ := NewPrivateKey(); r.PublicKey = k.Public() },
+		"key":      func(r *Record) { k, _ := key.NewPrivateKey(); r.PublicKey = k.Public() },
 		"site":     func(r *Record) { r.Site++ },
 		"claim":    func(r *Record) { r.SiteClaim-- },
 		"endpoint": func(r *Record) { r.Endpoint = netip.MustParseAddrPort("203.0.113.66:51820") },
@@ -131,7 +138,7 @@ func TestSignedMetaRoundTrip(t *testing.T) {
 	if _, err := decodeMeta(&v, r.Name, r.Gossip, []byte(noSig)); err == nil {
 		t.Error("version 2 metadata without a signature accepted")
 	}
-	other, _ := NewPrivateKey()
+	other, _ := key.NewPrivateKey()
 	forged := r
 	forged.Endpoint = netip.MustParseAddrPort("203.0.113.66:51820")
 	forged = signed(other, forged)
@@ -188,8 +195,8 @@ func TestSignedMetaFitsLimit(t *testing.T) {
 // testNodeAt is a node with no gossip, for unit tests of the roster, whose
 // clock reads now.
 func testNodeAt(now time.Time) *Node {
-	self, _ := NewPrivateKey()
-	return &Node{pub: self.Public(), roster: map[Key]Record{}, now: func() time.Time { return now }, log: slog.New(slog.DiscardHandler)}
+	self, _ := key.NewPrivateKey()
+	return &Node{pub: self.Public(), roster: map[key.PublicKey]Record{}, now: func() time.Time { return now }, log: slog.New(slog.DiscardHandler)}
 }
 
 func TestUpsertChecksOwner(t *testing.T) {
@@ -201,7 +208,7 @@ func TestUpsertChecksOwner(t *testing.T) {
 		t.Fatal("signed record refused")
 	}
 	// Another's signature, whatever the generation: refused.
-	other, _ := NewPrivateKey()
+	other, _ := key.NewPrivateKey()
 	forged := r
 	forged.Endpoint, forged.Gen = netip.MustParseAddrPort("203.0.113.66:51820"), r.Gen+1
 	n.upsertLocked(signed(other, forged), false)
@@ -299,7 +306,7 @@ func TestNextGenNeverWraps(t *testing.T) {
 }
 
 func TestSignedCatalog(t *testing.T) {
-	priv, _ := NewPrivateKey()
+	priv, _ := key.NewPrivateKey()
 	svcs := []catalog.Service{svc("b1", "cloud", catalog.HealthHealthy)}
 	b, err := encodeCatalog(priv, "b1", 7, svcs, nil)
 	if err != nil {
@@ -313,7 +320,7 @@ func TestSignedCatalog(t *testing.T) {
 	// Any change to what is signed breaks it.
 	for name, change := range map[string]func(*catalogWire){
 		"from":     func(w *catalogWire) { w.From = "b2" },
-		"key":      func(w *catalogWire) { k, _ := NewPrivateKey(); w.Key = k.Public() },
+		"key":      func(w *catalogWire) { k, _ := key.NewPrivateKey(); w.Key = k.Public() },
 		"version":  func(w *catalogWire) { w.Version++ },
 		"services": func(w *catalogWire) { w.Services = []byte(strings.Replace(string(w.Services), "cloud", "cluod", -1)) },
 		"no sig":   func(w *catalogWire) { w.Sig = Signature{} },
@@ -408,7 +415,7 @@ func FuzzDecodeSignedMeta(f *testing.F) {
 		if err := got.Validate(); err != nil {
 			t.Fatalf("decoded an invalid record: %v", err)
 		}
-		if !got.Sig.IsZero() && !x25519.Verify(x25519.PublicKey(got.PublicKey[:]), recordMessage(&got), got.Sig[:]) {
+		if !got.Sig.IsZero() && !x25519.Verify(xPub(got.PublicKey), recordMessage(&got), got.Sig[:]) {
 			t.Fatal("decoded a signed record whose signature does not hold")
 		}
 		again, err := encodeMeta(&got)
@@ -424,7 +431,7 @@ func FuzzDecodeSignedMeta(f *testing.F) {
 // FuzzDecodeSignedCatalog: a version 2 catalog that decodes is signed by
 // the key it names, and its services are valid.
 func FuzzDecodeSignedCatalog(f *testing.F) {
-	priv, _ := NewPrivateKey()
+	priv, _ := key.NewPrivateKey()
 	good, _ := encodeCatalog(priv, "b1", 7, []catalog.Service{svc("b1", "cloud", catalog.HealthHealthy)}, nil)
 	f.Add(good)
 	f.Add(bytes.Replace(good, []byte("cloud"), []byte("cluod"), 1))
@@ -470,7 +477,7 @@ func FuzzUpsertKeepsOwnersWord(f *testing.F) {
 			n.upsertLocked(rec, false)
 		}
 		got := n.roster[r.PublicKey]
-		if got.Sig.IsZero() || !x25519.Verify(x25519.PublicKey(r.PublicKey[:]), recordMessage(&got), got.Sig[:]) {
+		if got.Sig.IsZero() || !x25519.Verify(xPub(r.PublicKey), recordMessage(&got), got.Sig[:]) {
 			t.Fatalf("the owner's record was replaced by one it did not sign: %+v", got)
 		}
 	})

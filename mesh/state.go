@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/store"
+	"github.com/booture/booture/key"
 )
 
 // MarshalText encodes the ID in hex.
@@ -38,7 +39,7 @@ type Credentials struct {
 	// Excludes lists the expelled bootures' keys known when this key was
 	// issued: it was sealed to none of them. A revocation missing here
 	// means the key may have reached an expelled booture.
-	Excludes []Key `json:"excludes,omitempty"`
+	Excludes []key.PublicKey `json:"excludes,omitempty"`
 }
 
 func (c *Credentials) validate() error {
@@ -103,11 +104,11 @@ func (s Summary) Same(o Summary) bool {
 
 // Revocation records an expelled booture.
 type Revocation struct {
-	Name  string `json:"name"`
-	Key   Key    `json:"key"`
-	Epoch uint64 `json:"epoch"` // the epoch whose key it never received
-	By    string `json:"by"`
-	At    int64  `json:"at"`
+	Name  string        `json:"name"`
+	Key   key.PublicKey `json:"key"`
+	Epoch uint64        `json:"epoch"` // the epoch whose key it never received
+	By    string        `json:"by"`
+	At    int64         `json:"at"`
 }
 
 // invitation is an invitation this booture issued.
@@ -120,7 +121,7 @@ type invitation struct {
 	UsedAt  int64  `json:"used_at,omitempty"`
 	// UsedByKey is the public key of the booture that used it: only that
 	// booture may redeem it again, within redeemRetryWindow.
-	UsedByKey Key `json:"used_by_key,omitzero"`
+	UsedByKey key.PublicKey `json:"used_by_key,omitzero"`
 	// RevokedAt is set (Unix ms) when the admin revoked it unused.
 	RevokedAt int64 `json:"revoked_at,omitempty"`
 }

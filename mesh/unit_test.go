@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/booture/booture/key"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -83,7 +84,7 @@ func TestTokenRoundTrip(t *testing.T) {
 }
 
 func TestMetaRoundTrip(t *testing.T) {
-	k, _ := NewPrivateKey()
+	k, _ := key.NewPrivateKey()
 	r := Record{
 		Name: "diois", PublicKey: k.Public(), Site: 12, SiteClaim: 1700000000000,
 		Endpoint: netip.MustParseAddrPort("198.51.100.9:51820"), Version: "1.2.3", Gen: 1700000000001,
@@ -146,8 +147,8 @@ func TestSummaryOrder(t *testing.T) {
 }
 
 func TestClaimOrder(t *testing.T) {
-	k1, _ := NewPrivateKey()
-	k2, _ := NewPrivateKey()
+	k1, _ := key.NewPrivateKey()
+	k2, _ := key.NewPrivateKey()
 	early := Record{SiteClaim: 1, PublicKey: k1.Public()}
 	late := Record{SiteClaim: 2, PublicKey: k2.Public()}
 	if !claimLess(early, late) || claimLess(late, early) {
@@ -160,23 +161,23 @@ func TestClaimOrder(t *testing.T) {
 }
 
 func TestRosterByName(t *testing.T) {
-	key := func() Key { k, _ := NewPrivateKey(); return k.Public() }
-	self := key()
-	n := &Node{pub: self, roster: map[Key]Record{}, now: time.Now}
-	old := Record{Name: "diois", PublicKey: key(), Site: 2, Gen: 10, LeftAt: 20}
+	newPub := func() key.PublicKey { k, _ := key.NewPrivateKey(); return k.Public() }
+	self := newPub()
+	n := &Node{pub: self, roster: map[key.PublicKey]Record{}, now: time.Now}
+	old := Record{Name: "diois", PublicKey: newPub(), Site: 2, Gen: 10, LeftAt: 20}
 	n.upsertLocked(old, false)
 	if r, ok := n.byNameLocked("diois"); !ok || r.PublicKey != old.PublicKey {
 		t.Fatalf("byName(diois) = %+v, %v; want the only record", r, ok)
 	}
 	// Reinstalled with a new key: the record that has not left wins,
 	// whatever the map's order.
-	fresh := Record{Name: "diois", PublicKey: key(), Site: 3, Gen: 30}
+	fresh := Record{Name: "diois", PublicKey: newPub(), Site: 3, Gen: 30}
 	n.upsertLocked(fresh, true)
 	if r, ok := n.byNameLocked("diois"); !ok || r.PublicKey != fresh.PublicKey {
 		t.Fatalf("byName(diois) after indexing the newcomer = %s, %v; want the record that has not left", r.PublicKey, ok)
 	}
 	// A third record that left does not take the name from it.
-	gone := Record{Name: "diois", PublicKey: key(), Site: 4, Gen: 40, LeftAt: 50}
+	gone := Record{Name: "diois", PublicKey: newPub(), Site: 4, Gen: 40, LeftAt: 50}
 	n.upsertLocked(gone, false)
 	if r, _ := n.byNameLocked("diois"); r.PublicKey != fresh.PublicKey {
 		t.Fatalf("byName(diois) = %s after a left record came; want the record that has not left", r.PublicKey)
@@ -202,7 +203,7 @@ func TestRosterByName(t *testing.T) {
 }
 
 func TestDecodeMetaMemory(t *testing.T) {
-	k, _ := NewPrivateKey()
+	k, _ := key.NewPrivateKey()
 	n := &Node{}
 	r := Record{Name: "diois", PublicKey: k.Public(), Site: 4, SiteClaim: 1, Gen: 2}
 	b, _ := encodeMeta(&r)
@@ -229,11 +230,11 @@ func TestDecodeMetaMemory(t *testing.T) {
 }
 
 func TestSiteContested(t *testing.T) {
-	key := func() Key { k, _ := NewPrivateKey(); return k.Public() }
-	a, b, c := key(), key(), key()
+	newPub := func() key.PublicKey { k, _ := key.NewPrivateKey(); return k.Public() }
+	a, b, c := newPub(), newPub(), newPub()
 	n := &Node{
 		st: persisted{Self: Record{Name: "self", Site: 1}},
-		roster: map[Key]Record{
+		roster: map[key.PublicKey]Record{
 			a: {Name: "a", PublicKey: a, Site: 2},
 			b: {Name: "b", PublicKey: b, Site: 3},
 			c: {Name: "c", PublicKey: c, Site: 2},

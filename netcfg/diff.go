@@ -1,9 +1,7 @@
 package netcfg
 
 import (
-	"bytes"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"sort"
@@ -11,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	"github.com/booture/booture/key"
 )
 
 // Observed is the actual state of the system that Diff compares a Config
@@ -23,7 +21,7 @@ type Observed struct {
 	Up  bool
 	// WireGuard device. PublicKey is that of the device's private key
 	// (zero if none is set).
-	PublicKey  Key
+	PublicKey  key.PublicKey
 	ListenPort int
 	Peers      []PeerState
 	// Addresses on the interface (IPv6 link-local ones left out).
@@ -100,11 +98,11 @@ type Op struct {
 	// OpDevice: SetPrivateKey sets Config.PrivateKey, whose public key is
 	// PublicKey; ListenPort 0 leaves the port unchanged.
 	SetPrivateKey bool
-	PublicKey     Key
+	PublicKey     key.PublicKey
 	ListenPort    int
 
-	// OpPeer: the change, with wgctrl's semantics (never ReplacePeers).
-	Peer wgtypes.PeerConfig
+	// OpPeer: the change.
+	Peer PeerChange
 
 	// OpAddressAdd/Del, OpRouteAdd/Del, OpUnreachableAdd/Del.
 	Prefix netip.Prefix
@@ -117,6 +115,25 @@ type Op struct {
 
 	// OpFirewallSet: the table's complete content.
 	Firewall FirewallState
+}
+
+// PeerChange is the change of one WireGuard peer, with the semantics of
+// wgctrl's PeerConfig (the Linux Applier passes it on as one) and `wg set`.
+type PeerChange struct {
+	PublicKey key.PublicKey
+	// Remove deletes the peer; the other fields are then unused.
+	Remove bool
+	// UpdateOnly changes the peer only if it exists: a peer that vanished
+	// since it was observed is not re-created half-configured.
+	UpdateOnly bool
+	// Endpoint to set; the zero value leaves it unchanged.
+	Endpoint netip.AddrPort
+	// ReplaceAllowedIPs replaces the peer's allowed IPs with AllowedIPs
+	// (possibly none); otherwise AllowedIPs are added.
+	ReplaceAllowedIPs bool
+	AllowedIPs        []netip.Prefix
+	// PersistentKeepalive to set (0: off); nil leaves it unchanged.
+	PersistentKeepalive *time.Duration
 }
 
 // Diff computes the minimal list of Ops that makes obs match cfg. cfg must
@@ -184,7 +201,7 @@ func Diff(obs Observed, cfg Config) []Op {
 		}
 	}
 
-	pub := cfg.PrivateKey.PublicKey()
+	pub := cfg.PrivateKey.Public()
 	dev := Op{Kind: OpDevice, Interface: ifc, PublicKey: pub, SetPrivateKey: obs.PublicKey != pub}
 	if cfg.ListenPort != 0 && cfg.ListenPort != obs.ListenPort {
 		dev.ListenPort = cfg.ListenPort
@@ -242,59 +259,57 @@ func Diff(obs Observed, cfg Config) []Op {
 
 func diffPeers(ifc string, have []PeerState, want []Peer) []Op {
 	var ops []Op
-	actual := make(map[Key]PeerState, len(have))
+	actual := make(map[key.PublicKey]PeerState, len(have))
 	for _, p := range have {
 		actual[p.PublicKey] = p
 	}
-	desired := make(map[Key]bool, len(want))
+	desired := make(map[key.PublicKey]bool, len(want))
 	for _, p := range want {
 		desired[p.PublicKey] = true
 	}
-	var gone []Key
+	var gone []key.PublicKey
 	for k := range actual {
 		if !desired[k] {
 			gone = append(gone, k)
 		}
 	}
-	sortKeys(gone)
+	slices.SortFunc(gone, key.PublicKey.Compare)
 	for _, k := range gone {
-		ops = append(ops, Op{Kind: OpPeer, Interface: ifc, Peer: wgtypes.PeerConfig{PublicKey: k, Remove: true}})
+		ops = append(ops, Op{Kind: OpPeer, Interface: ifc, Peer: PeerChange{PublicKey: k, Remove: true}})
 	}
 
 	sorted := slices.Clone(want)
-	sort.Slice(sorted, func(i, j int) bool {
-		return bytes.Compare(sorted[i].PublicKey[:], sorted[j].PublicKey[:]) < 0
-	})
+	slices.SortFunc(sorted, func(a, b Peer) int { return a.PublicKey.Compare(b.PublicKey) })
 	for _, d := range sorted {
 		ka := d.PersistentKeepalive.Truncate(time.Second)
 		allowed := normPrefixes(d.AllowedIPs)
 		a, ok := actual[d.PublicKey]
 		if !ok {
-			pc := wgtypes.PeerConfig{PublicKey: d.PublicKey, ReplaceAllowedIPs: true, AllowedIPs: toIPNets(allowed)}
+			pc := PeerChange{PublicKey: d.PublicKey, ReplaceAllowedIPs: true, AllowedIPs: allowed}
 			if d.Endpoint.IsValid() {
-				pc.Endpoint = toUDPAddr(d.Endpoint)
+				pc.Endpoint = unmapAddrPort(d.Endpoint)
 			}
 			if ka != 0 {
-				pc.PersistentKeepaliveInterval = &ka
+				pc.PersistentKeepalive = &ka
 			}
 			ops = append(ops, Op{Kind: OpPeer, Interface: ifc, Peer: pc})
 			continue
 		}
 		// UpdateOnly: if the peer vanished since it was observed, do not
 		// re-create it half-configured; the next Apply adds it whole.
-		pc := wgtypes.PeerConfig{PublicKey: d.PublicKey, UpdateOnly: true}
+		pc := PeerChange{PublicKey: d.PublicKey, UpdateOnly: true}
 		changed := false
 		if ep := unmapAddrPort(d.Endpoint); ep.IsValid() && ep != unmapAddrPort(a.Endpoint) {
-			pc.Endpoint = toUDPAddr(ep)
+			pc.Endpoint = ep
 			changed = true
 		}
 		if !slices.Equal(allowed, normPrefixes(a.AllowedIPs)) {
 			pc.ReplaceAllowedIPs = true
-			pc.AllowedIPs = toIPNets(allowed)
+			pc.AllowedIPs = allowed
 			changed = true
 		}
 		if ka != a.PersistentKeepalive {
-			pc.PersistentKeepaliveInterval = &ka
+			pc.PersistentKeepalive = &ka
 			changed = true
 		}
 		if changed {
@@ -482,20 +497,20 @@ func SysctlName(path string) string {
 	return strings.Join(parts, ".")
 }
 
-func peerConfigLine(ifc string, pc wgtypes.PeerConfig) string {
+func peerConfigLine(ifc string, pc PeerChange) string {
 	var b strings.Builder
 	b.WriteString("wg set " + ifc + " peer " + pc.PublicKey.String())
 	if pc.Remove {
 		b.WriteString(" remove")
 		return b.String()
 	}
-	if pc.Endpoint != nil {
-		b.WriteString(" endpoint " + pc.Endpoint.AddrPort().String())
+	if pc.Endpoint.IsValid() {
+		b.WriteString(" endpoint " + pc.Endpoint.String())
 	}
 	if pc.ReplaceAllowedIPs || len(pc.AllowedIPs) > 0 {
-		b.WriteString(" allowed-ips " + joinPrefixes(fromIPNets(pc.AllowedIPs)))
+		b.WriteString(" allowed-ips " + joinPrefixes(pc.AllowedIPs))
 	}
-	if ka := pc.PersistentKeepaliveInterval; ka != nil {
+	if ka := pc.PersistentKeepalive; ka != nil {
 		if *ka == 0 {
 			b.WriteString(" persistent-keepalive off")
 		} else {
@@ -562,60 +577,6 @@ func unmapAddrPort(ap netip.AddrPort) netip.AddrPort {
 		return ap
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-}
-
-func sortKeys(ks []Key) {
-	sort.Slice(ks, func(i, j int) bool { return bytes.Compare(ks[i][:], ks[j][:]) < 0 })
-}
-
-func toUDPAddr(ap netip.AddrPort) *net.UDPAddr {
-	return net.UDPAddrFromAddrPort(unmapAddrPort(ap))
-}
-
-func toIPNets(ps []netip.Prefix) []net.IPNet {
-	out := make([]net.IPNet, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
-	}
-	return out
-}
-
-// PrefixFromIPNet converts a net.IPNet (as wgctrl and netlink use) to a
-// netip.Prefix, unmapping IPv4-in-IPv6; ok is false for a malformed one.
-func PrefixFromIPNet(n net.IPNet) (netip.Prefix, bool) {
-	a, ok := netip.AddrFromSlice(n.IP)
-	ones, bits := n.Mask.Size()
-	if !ok || bits == 0 {
-		return netip.Prefix{}, false
-	}
-	if a.Is4In6() {
-		a = a.Unmap()
-		if bits == 128 {
-			ones -= 96
-		}
-	}
-	if ones < 0 || ones > a.BitLen() {
-		return netip.Prefix{}, false
-	}
-	return netip.PrefixFrom(a, ones), true
-}
-
-func fromIPNets(ns []net.IPNet) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(ns))
-	for _, n := range ns {
-		if p, ok := PrefixFromIPNet(n); ok {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// AddrPortFromUDP converts a wgctrl endpoint; nil gives the zero AddrPort.
-func AddrPortFromUDP(a *net.UDPAddr) netip.AddrPort {
-	if a == nil {
-		return netip.AddrPort{}
-	}
-	return unmapAddrPort(a.AddrPort())
 }
 
 // WireGuard's overhead on the underlay (IPv6 outer header 40 + UDP 8 +

@@ -7,13 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/booture/booture/key"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata")
@@ -40,14 +41,17 @@ func golden(t *testing.T, name, got string) {
 	}
 }
 
-// testKey returns a fixed key; as a private key it is a valid scalar.
-func testKey(n byte) Key {
-	var k Key
+// testRaw returns fixed key bytes; as a private key they are a valid scalar.
+func testRaw(n byte) [key.Len]byte {
+	var k [key.Len]byte
 	for i := range k {
 		k[i] = n
 	}
 	return k
 }
+
+func testPriv(n byte) key.PrivateKey { return key.PrivateKeyFromRaw32(testRaw(n)) }
+func testPub(n byte) key.PublicKey   { return key.PublicKeyFromRaw32(testRaw(n)) }
 
 func pfx(s string) netip.Prefix       { return netip.MustParsePrefix(s) }
 func ap(s string) netip.AddrPort      { return netip.MustParseAddrPort(s) }
@@ -66,13 +70,13 @@ const ula = "fd00:77:1"
 func baseConfig() Config {
 	return Config{
 		Interface:  "booture0",
-		PrivateKey: testKey(1),
+		PrivateKey: testPriv(1),
 		ListenPort: 51820,
 		Addresses:  pfxs("10.77.1.1/24", ula+":1::1/64"),
 		Peers: []Peer{
-			{PublicKey: testKey(2), Endpoint: ap("198.51.100.2:51820"), AllowedIPs: pfxs("10.77.2.0/24", ula+":2::/64"), PersistentKeepalive: 25 * time.Second},
-			{PublicKey: testKey(3), Endpoint: ap("198.51.100.3:51820"), AllowedIPs: pfxs("10.77.3.0/24", ula+":3::/64"), PersistentKeepalive: 25 * time.Second},
-			{PublicKey: testKey(9), AllowedIPs: pfxs("10.77.1.9/32", ula+":1::9/128")},
+			{PublicKey: testPub(2), Endpoint: ap("198.51.100.2:51820"), AllowedIPs: pfxs("10.77.2.0/24", ula+":2::/64"), PersistentKeepalive: 25 * time.Second},
+			{PublicKey: testPub(3), Endpoint: ap("198.51.100.3:51820"), AllowedIPs: pfxs("10.77.3.0/24", ula+":3::/64"), PersistentKeepalive: 25 * time.Second},
+			{PublicKey: testPub(9), AllowedIPs: pfxs("10.77.1.9/32", ula+":1::9/128")},
 		},
 		Routes:      pfxs("10.77.2.0/24", ula+":2::/64", "10.77.3.0/24", ula+":3::/64"),
 		Unreachable: pfxs("10.77.0.0/16", ula+"::/48"),
@@ -90,7 +94,7 @@ func baseConfig() Config {
 // kernel would), on a host whose uplink is eth0 with force_forwarding.
 func observedOf(cfg Config) Observed {
 	obs := Observed{
-		MTU: cfg.MTU, Up: true, PublicKey: cfg.PrivateKey.PublicKey(), ListenPort: cfg.ListenPort,
+		MTU: cfg.MTU, Up: true, PublicKey: cfg.PrivateKey.Public(), ListenPort: cfg.ListenPort,
 		Addresses: cfg.Addresses, DefaultMTU: 1320, Uplink: "eth0",
 		Sysctls: freshSysctls(), Changed: map[string]string{},
 	}
@@ -148,7 +152,7 @@ func TestDiffGolden(t *testing.T) {
 		{"unchanged", func() Observed { return observedOf(baseConfig()) }, baseConfig},
 		{"join-one-booture", func() Observed { return observedOf(baseConfig()) }, func() Config {
 			c := baseConfig()
-			c.Peers = append(c.Peers, Peer{PublicKey: testKey(4), Endpoint: ap("198.51.100.4:51820"), AllowedIPs: pfxs("10.77.4.0/24"), PersistentKeepalive: 25 * time.Second})
+			c.Peers = append(c.Peers, Peer{PublicKey: testPub(4), Endpoint: ap("198.51.100.4:51820"), AllowedIPs: pfxs("10.77.4.0/24"), PersistentKeepalive: 25 * time.Second})
 			c.Routes = append(c.Routes, pfx("10.77.4.0/24"))
 			return c
 		}},
@@ -203,7 +207,7 @@ func TestDiffGolden(t *testing.T) {
 		}},
 		{"new-key-and-port", func() Observed { return observedOf(baseConfig()) }, func() Config {
 			c := baseConfig()
-			c.PrivateKey = testKey(7)
+			c.PrivateKey = testPriv(7)
 			c.ListenPort = 51821
 			c.MTU = 1280
 			return c
@@ -258,10 +262,10 @@ func TestDiffNeverReplacesPeers(t *testing.T) {
 		if op.Kind != OpPeer {
 			continue
 		}
-		if op.Peer.PublicKey != testKey(2) {
-			t.Errorf("peer %s touched, only %s changed", op.Peer.PublicKey, testKey(2))
+		if op.Peer.PublicKey != testPub(2) {
+			t.Errorf("peer %s touched, only %s changed", op.Peer.PublicKey, testPub(2))
 		}
-		if !op.Peer.UpdateOnly || op.Peer.Endpoint != nil || op.Peer.PersistentKeepaliveInterval != nil {
+		if !op.Peer.UpdateOnly || op.Peer.Endpoint.IsValid() || op.Peer.PersistentKeepalive != nil {
 			t.Errorf("update carries more than the change: %+v", op.Peer)
 		}
 	}
@@ -347,12 +351,12 @@ func TestValidate(t *testing.T) {
 		{"no interface", func(c *Config) { c.Interface = "" }, "empty name"},
 		{"long interface", func(c *Config) { c.Interface = "booture-is-too-long" }, "longer than 15"},
 		{"slash", func(c *Config) { c.Interface = "a/b" }, "not allowed"},
-		{"no key", func(c *Config) { c.PrivateKey = Key{} }, "private key"},
+		{"no key", func(c *Config) { c.PrivateKey = key.PrivateKey{} }, "private key"},
 		{"port", func(c *Config) { c.ListenPort = 70000 }, "listen port"},
 		{"mtu", func(c *Config) { c.MTU = 100 }, "mtu"},
 		{"dup peer", func(c *Config) { c.Peers = append(c.Peers, c.Peers[0]) }, "twice"},
-		{"own key", func(c *Config) { c.Peers[0].PublicKey = c.PrivateKey.PublicKey() }, "own key"},
-		{"zero peer key", func(c *Config) { c.Peers[0].PublicKey = Key{} }, "without public key"},
+		{"own key", func(c *Config) { c.Peers[0].PublicKey = c.PrivateKey.Public() }, "own key"},
+		{"zero peer key", func(c *Config) { c.Peers[0].PublicKey = key.PublicKey{} }, "without public key"},
 		{"endpoint port", func(c *Config) { c.Peers[0].Endpoint = netip.AddrPortFrom(netip.MustParseAddr("198.51.100.2"), 0) }, "without port"},
 		{"keepalive", func(c *Config) { c.Peers[0].PersistentKeepalive = -time.Second }, "keepalive"},
 		{"bad allowed", func(c *Config) { c.Peers[0].AllowedIPs = []netip.Prefix{{}} }, "allowed ip"},
@@ -385,8 +389,9 @@ func TestValidate(t *testing.T) {
 // caller might and looks for the private key.
 func TestNoSecretInOutput(t *testing.T) {
 	cfg := baseConfig()
-	cfg.PrivateKey = testKey(0x42)
-	secrets := []string{cfg.PrivateKey.String(), fmt.Sprintf("%x", cfg.PrivateKey[:]), fmt.Sprint(cfg.PrivateKey[:])}
+	cfg.PrivateKey = testPriv(0x42)
+	raw := cfg.PrivateKey.RevealRaw32()
+	secrets := []string{cfg.PrivateKey.RevealBase64(), fmt.Sprintf("%x", raw[:]), fmt.Sprint(raw[:])}
 
 	var out bytes.Buffer
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%d", "%x", "%q"} {
@@ -406,7 +411,7 @@ func TestNoSecretInOutput(t *testing.T) {
 			t.Fatalf("private key found in output:\n%s", out.String())
 		}
 	}
-	if !strings.Contains(out.String(), cfg.PrivateKey.PublicKey().String()) {
+	if !strings.Contains(out.String(), cfg.PrivateKey.Public().String()) {
 		t.Errorf("public key missing from output; the redaction hides too much")
 	}
 	// JSON of an Op carries no key either (it has no private key field).
@@ -415,27 +420,6 @@ func TestNoSecretInOutput(t *testing.T) {
 		if bytes.Contains(b, []byte(s)) {
 			t.Fatal("private key found in JSON of ops")
 		}
-	}
-}
-
-func TestPrefixFromIPNet(t *testing.T) {
-	tests := []struct {
-		in   net.IPNet
-		want string
-	}{
-		{net.IPNet{IP: net.ParseIP("10.77.1.0").To4(), Mask: net.CIDRMask(24, 32)}, "10.77.1.0/24"},
-		{net.IPNet{IP: net.ParseIP("10.77.1.0"), Mask: net.CIDRMask(24, 32)}, "10.77.1.0/24"},
-		{net.IPNet{IP: net.ParseIP("10.77.1.0"), Mask: net.CIDRMask(120, 128)}, "10.77.1.0/24"},
-		{net.IPNet{IP: net.ParseIP("fd00::"), Mask: net.CIDRMask(48, 128)}, "fd00::/48"},
-	}
-	for _, tt := range tests {
-		got, ok := PrefixFromIPNet(tt.in)
-		if !ok || got.String() != tt.want {
-			t.Errorf("PrefixFromIPNet(%v) = %v, %t; want %s", tt.in, got, ok, tt.want)
-		}
-	}
-	if _, ok := PrefixFromIPNet(net.IPNet{}); ok {
-		t.Error("empty IPNet accepted")
 	}
 }
 

@@ -31,20 +31,17 @@ import (
 	"strings"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+	"github.com/booture/booture/key"
 )
-
-// Key is a WireGuard Curve25519 key.
-type Key = wgtypes.Key
 
 // Config is the complete desired state of the booture's WireGuard interface.
 // The zero value of an optional field means "not set" as documented per field.
 type Config struct {
 	// Interface is the WireGuard interface name (at most 15 bytes).
 	Interface string
-	// PrivateKey is the interface's private key. It is a secret: never log
-	// or print it.
-	PrivateKey Key
+	// PrivateKey is the interface's private key. It is a secret, which
+	// key.PrivateKey never prints.
+	PrivateKey key.PrivateKey
 	// ListenPort is the UDP port WireGuard listens on.
 	ListenPort int
 	// MTU of the interface; 0 lets the implementation choose (underlay MTU
@@ -78,7 +75,7 @@ const UnreachableMetric = 4000000000
 
 // Peer is one WireGuard peer: another booture or a VPN member.
 type Peer struct {
-	PublicKey Key
+	PublicKey key.PublicKey
 	// Endpoint is where to send packets; the zero value means unknown
 	// (a roaming member: WireGuard learns it from the member's packets).
 	// When a peer's endpoint is unset in the Config, Apply never clears an
@@ -150,13 +147,13 @@ type State struct {
 	Mode       Mode
 	ListenPort int
 	MTU        int
-	PublicKey  Key
+	PublicKey  key.PublicKey
 	Peers      []PeerState
 }
 
 // PeerState is the live state of one WireGuard peer.
 type PeerState struct {
-	PublicKey     Key
+	PublicKey     key.PublicKey
 	Endpoint      netip.AddrPort // zero if unknown
 	LastHandshake time.Time      // zero if never
 	RxBytes       int64
@@ -202,7 +199,7 @@ func (c Config) Validate() error {
 	if err := validIfaceName(c.Interface); err != nil {
 		return bad("interface: %v", err)
 	}
-	if c.PrivateKey == (Key{}) {
+	if c.PrivateKey.IsZero() {
 		return bad("private key not set")
 	}
 	if c.ListenPort < 0 || c.ListenPort > 65535 {
@@ -216,11 +213,11 @@ func (c Config) Validate() error {
 			return bad("invalid address %v", a)
 		}
 	}
-	own := c.PrivateKey.PublicKey()
-	seen := make(map[Key]bool, len(c.Peers))
+	own := c.PrivateKey.Public()
+	seen := make(map[key.PublicKey]bool, len(c.Peers))
 	for _, p := range c.Peers {
 		switch {
-		case p.PublicKey == (Key{}):
+		case p.PublicKey.IsZero():
 			return bad("peer without public key")
 		case p.PublicKey == own:
 			return bad("peer %s is the interface's own key", p.PublicKey)
@@ -291,8 +288,8 @@ func (c Config) String() string {
 		c.Interface, publicKeyOf(c.PrivateKey), c.ListenPort, c.MTU, c.Addresses, len(c.Peers), len(c.Routes), c.Firewall.Enabled)
 }
 
-// Format makes every fmt verb (including %#v and %+v, which would print the
-// key's bytes) use String.
+// Format makes every fmt verb (including %#v and %+v) print the same
+// one-line summary.
 func (c Config) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
 
 // LogValue makes slog print the same redacted summary.
@@ -308,9 +305,9 @@ func (c Config) LogValue() slog.Value {
 	)
 }
 
-func publicKeyOf(k Key) string {
-	if k == (Key{}) {
+func publicKeyOf(k key.PrivateKey) string {
+	if k.IsZero() {
 		return "(none)"
 	}
-	return k.PublicKey().String()
+	return k.Public().String()
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/api"
+	"github.com/booture/booture/key"
 	"github.com/booture/booture/mesh"
 	"github.com/booture/booture/netcfg"
 )
@@ -18,10 +19,10 @@ var _ api.Backend = (*Daemon)(nil)
 func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 	v := d.node.View()
 	wg, werr := d.applier.State(ctx)
-	live := make(map[mesh.Key]netcfg.PeerState)
+	live := make(map[key.PublicKey]netcfg.PeerState)
 	if werr == nil {
 		for _, p := range wg.Peers {
-			live[mesh.Key(p.PublicKey)] = p
+			live[p.PublicKey] = p
 		}
 	}
 	v4, v6 := v.Site.Booture()

@@ -25,6 +25,7 @@ import (
 	"github.com/booture/booture/internal/config"
 	"github.com/booture/booture/internal/memtune"
 	"github.com/booture/booture/internal/store"
+	"github.com/booture/booture/key"
 	"github.com/booture/booture/members"
 	"github.com/booture/booture/mesh"
 	"github.com/booture/booture/netcfg"
@@ -61,7 +62,7 @@ type Options struct {
 type Daemon struct {
 	cfg      config.Config
 	log      *slog.Logger
-	priv     mesh.Key
+	priv     key.PrivateKey
 	node     *mesh.Node
 	members  *members.Registry
 	reach    *reacher
@@ -80,7 +81,7 @@ type Daemon struct {
 
 	// skipped are the bootures the plan leaves out for their keys, as
 	// last logged (the reconciler's goroutine only, see desired).
-	skipped map[mesh.Key]bool
+	skipped map[key.PublicKey]bool
 }
 
 // advertised is where others reach this booture.
@@ -327,7 +328,7 @@ func (d *Daemon) desired(v mesh.View) (netcfg.Config, time.Duration, error) {
 func (d *Daemon) noteSkipped(v mesh.View) {
 	members, _ := d.memberPeers(time.Now())
 	skips := mesh.PlanSkips(mesh.PlanInput{View: v, Members: members})
-	now := make(map[mesh.Key]bool, len(skips))
+	now := make(map[key.PublicKey]bool, len(skips))
 	for _, s := range skips {
 		now[s.Key] = true
 		if d.skipped[s.Key] {

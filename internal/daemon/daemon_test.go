@@ -181,7 +181,7 @@ func peersIn(td *testDaemon, others ...*testDaemon) bool {
 	}
 	n := 0
 	for _, p := range st.Peers {
-		if want[mesh.Key(p.PublicKey).String()] {
+		if want[p.PublicKey.String()] {
 			n++
 		}
 	}
@@ -248,7 +248,7 @@ func TestDaemonsFormMeshAndReconcileIncrementally(t *testing.T) {
 
 	// Drift made by hand is repaired within the resync period.
 	bKey := b.d.priv.Public()
-	a.net.RemovePeer(bKey.WG())
+	a.net.RemovePeer(bKey)
 	a.net.DeleteRoute(netip.MustParsePrefix("10.77.2.0/24"))
 	waitfor.Cond(t, 5*time.Second, "drift repaired", func() bool {
 		return peersIn(a, b, c) && strings.Contains(a.net.Fake.String(), "ip route add 10.77.2.0/24 dev bt-a")

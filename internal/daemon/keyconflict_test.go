@@ -10,7 +10,7 @@ import (
 
 	"github.com/booture/booture/internal/api"
 	"github.com/booture/booture/internal/waitfor"
-	"github.com/booture/booture/mesh"
+	"github.com/booture/booture/key"
 )
 
 // TestBootureWithMemberKeySkipsOnlyThatPeer: a booture joins with the
@@ -25,7 +25,7 @@ func TestBootureWithMemberKeySkipsOnlyThatPeer(t *testing.T) {
 	b.join(t, a)
 	waitfor.Cond(t, 20*time.Second, "a and b peered", func() bool { return peersIn(a, b) && peersIn(b, a) })
 
-	priv, err := mesh.NewPrivateKey()
+	priv, err := key.NewPrivateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestBootureWithMemberKeySkipsOnlyThatPeer(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "state"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "state", KeyFile), []byte(priv.String()+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "state", KeyFile), []byte(priv.RevealBase64()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c := startDaemon(t, "c", dir)

@@ -10,9 +10,8 @@ import (
 	"strconv"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
-
 	"github.com/booture/booture/internal/api"
+	"github.com/booture/booture/key"
 	"github.com/booture/booture/members"
 	"github.com/booture/booture/mesh"
 	"github.com/booture/booture/netcfg"
@@ -42,13 +41,13 @@ func (d *Daemon) memberSite(v mesh.View) members.Site {
 	return members.Site{IPv4: v.Site.IPv4, IPv6: v.Site.IPv6}
 }
 
-// bootureByKey says which booture of the mesh uses key, if any.
-func (d *Daemon) bootureByKey(key wgtypes.Key) (string, bool) {
-	if mesh.Key(key) == d.priv.Public() {
+// bootureByKey says which booture of the mesh uses pub, if any.
+func (d *Daemon) bootureByKey(pub key.PublicKey) (string, bool) {
+	if pub == d.priv.Public() {
 		return d.cfg.Name + " (this booture)", true
 	}
 	for _, p := range d.node.View().Peers {
-		if p.PublicKey == mesh.Key(key) {
+		if p.PublicKey == pub {
 			return p.Name, true
 		}
 	}
@@ -81,12 +80,11 @@ func (d *Daemon) memberPeers(now time.Time) ([]mesh.MemberPeer, time.Duration) {
 		if !m.Enabled() {
 			continue
 		}
-		key := mesh.Key(m.PublicKey)
-		reach, until := d.reach.endpoint(key, now)
+		reach, until := d.reach.endpoint(m.PublicKey, now)
 		if left := until.Sub(now); reach.IsValid() && (next == 0 || left < next) {
 			next = left
 		}
-		out = append(out, mesh.MemberPeer{PublicKey: key, IPv4: m.IPv4, IPv6: m.IPv6, FullTunnel: m.FullTunnel, Reach: reach})
+		out = append(out, mesh.MemberPeer{PublicKey: m.PublicKey, IPv4: m.IPv4, IPv6: m.IPv6, FullTunnel: m.FullTunnel, Reach: reach})
 	}
 	return out, next
 }
@@ -101,7 +99,7 @@ func (d *Daemon) server() (members.Server, error) {
 	}
 	return members.Server{
 		Name:      d.cfg.Name,
-		PublicKey: d.priv.Public().WG(),
+		PublicKey: d.priv.Public(),
 		Endpoint:  net.JoinHostPort(d.adv.memberHost, strconv.Itoa(d.adv.memberPort)),
 		Site:      d.memberSite(v),
 		MeshIPv4:  mesh.PoolIPv4,
@@ -204,13 +202,13 @@ func (d *Daemon) SetMemberEnabled(ctx context.Context, name string, enabled bool
 	if enabled {
 		m, err = d.members.Enable(name)
 		if err == nil {
-			d.reach.reach(mesh.Key(m.PublicKey), time.Now())
+			d.reach.reach(m.PublicKey, time.Now())
 		}
 	} else {
 		// Remember where it is, to reach it at once when enabled again.
 		if cur, gerr := d.members.Get(name); gerr == nil {
-			if p, ok := d.livePeers(ctx)[mesh.Key(cur.PublicKey)]; ok && p.Endpoint.IsValid() {
-				d.reach.observe(map[mesh.Key]netip.AddrPort{mesh.Key(cur.PublicKey): p.Endpoint})
+			if p, ok := d.livePeers(ctx)[cur.PublicKey]; ok && p.Endpoint.IsValid() {
+				d.reach.observe(map[key.PublicKey]netip.AddrPort{cur.PublicKey: p.Endpoint})
 			}
 		}
 		m, err = d.members.Disable(name)
@@ -231,7 +229,7 @@ func (d *Daemon) RemoveMember(ctx context.Context, name string) error {
 	if err != nil {
 		return memberError(err)
 	}
-	d.reach.forget(mesh.Key(m.PublicKey))
+	d.reach.forget(m.PublicKey)
 	d.log.Info("member removed", "member", name)
 	return d.reconcileNow(ctx)
 }
@@ -247,19 +245,19 @@ func (d *Daemon) reconcileNow(ctx context.Context) error {
 }
 
 // livePeers returns WireGuard's live state by key.
-func (d *Daemon) livePeers(ctx context.Context) map[mesh.Key]netcfg.PeerState {
-	out := make(map[mesh.Key]netcfg.PeerState)
+func (d *Daemon) livePeers(ctx context.Context) map[key.PublicKey]netcfg.PeerState {
+	out := make(map[key.PublicKey]netcfg.PeerState)
 	st, err := d.applier.State(ctx)
 	if err != nil {
 		return out
 	}
 	for _, p := range st.Peers {
-		out[mesh.Key(p.PublicKey)] = p
+		out[p.PublicKey] = p
 	}
 	return out
 }
 
-func (d *Daemon) apiMember(ctx context.Context, m members.Member, live map[mesh.Key]netcfg.PeerState) api.Member {
+func (d *Daemon) apiMember(ctx context.Context, m members.Member, live map[key.PublicKey]netcfg.PeerState) api.Member {
 	if live == nil {
 		live = d.livePeers(ctx)
 	}
@@ -268,10 +266,10 @@ func (d *Daemon) apiMember(ctx context.Context, m members.Member, live map[mesh.
 		state = "disabled"
 	}
 	out := api.Member{
-		Name: m.Name, PublicKey: mesh.Key(m.PublicKey).String(), IPv4: m.IPv4.String(), IPv6: m.IPv6.String(),
+		Name: m.Name, PublicKey: m.PublicKey.String(), IPv4: m.IPv4.String(), IPv6: m.IPv6.String(),
 		State: state, FullTunnel: m.FullTunnel, Created: m.Created.UTC(),
 	}
-	if p, ok := live[mesh.Key(m.PublicKey)]; ok {
+	if p, ok := live[m.PublicKey]; ok {
 		if p.Endpoint.IsValid() {
 			out.Endpoint = p.Endpoint.String()
 		}

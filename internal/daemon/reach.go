@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/store"
-	"github.com/booture/booture/mesh"
+	"github.com/booture/booture/key"
 	"github.com/booture/booture/netcfg"
 )
 
@@ -31,22 +31,22 @@ type reacher struct {
 	path string
 
 	mu        sync.Mutex
-	endpoints map[mesh.Key]netip.AddrPort
-	until     map[mesh.Key]time.Time
+	endpoints map[key.PublicKey]netip.AddrPort
+	until     map[key.PublicKey]time.Time
 	dirty     bool
 }
 
 func newReacher(stateDir string) *reacher {
 	r := &reacher{
 		path:      filepath.Join(stateDir, EndpointsFile),
-		endpoints: make(map[mesh.Key]netip.AddrPort),
-		until:     make(map[mesh.Key]time.Time),
+		endpoints: make(map[key.PublicKey]netip.AddrPort),
+		until:     make(map[key.PublicKey]time.Time),
 	}
 	var saved map[string]netip.AddrPort
 	if store.ReadJSON(r.path, &saved) == nil {
 		for k, ep := range saved {
-			if key, err := mesh.ParseKey(k); err == nil && ep.IsValid() {
-				r.endpoints[key] = ep
+			if pub, err := key.ParsePublicKey(k); err == nil && ep.IsValid() {
+				r.endpoints[pub] = ep
 			}
 		}
 	}
@@ -63,7 +63,7 @@ func (r *reacher) reachAll(now time.Time) {
 }
 
 // reach starts reaching one member (enabled again).
-func (r *reacher) reach(k mesh.Key, now time.Time) {
+func (r *reacher) reach(k key.PublicKey, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.endpoints[k]; ok {
@@ -73,7 +73,7 @@ func (r *reacher) reach(k mesh.Key, now time.Time) {
 
 // endpoint returns where to reach member k now, if it is being reached,
 // and when its window ends.
-func (r *reacher) endpoint(k mesh.Key, now time.Time) (netip.AddrPort, time.Time) {
+func (r *reacher) endpoint(k key.PublicKey, now time.Time) (netip.AddrPort, time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	until, ok := r.until[k]
@@ -85,7 +85,7 @@ func (r *reacher) endpoint(k mesh.Key, now time.Time) (netip.AddrPort, time.Time
 }
 
 // observe records the endpoints WireGuard knows for the given members.
-func (r *reacher) observe(seen map[mesh.Key]netip.AddrPort) {
+func (r *reacher) observe(seen map[key.PublicKey]netip.AddrPort) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for k, ep := range seen {
@@ -97,7 +97,7 @@ func (r *reacher) observe(seen map[mesh.Key]netip.AddrPort) {
 }
 
 // forget drops a removed member.
-func (r *reacher) forget(k mesh.Key) {
+func (r *reacher) forget(k key.PublicKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.endpoints[k]; ok {
@@ -136,17 +136,17 @@ func (d *Daemon) watchMembers(ctx context.Context, period time.Duration) {
 			done = true
 		case <-t.C:
 		}
-		seen := make(map[mesh.Key]netip.AddrPort)
+		seen := make(map[key.PublicKey]netip.AddrPort)
 		ms := d.members.List()
-		var live map[mesh.Key]netcfg.PeerState
+		var live map[key.PublicKey]netcfg.PeerState
 		if len(ms) > 0 {
 			// The dump lists every mesh peer too: with many peers and
 			// no member it was most of this booture's work at rest.
 			live = d.livePeers(context.Background())
 		}
 		for _, m := range ms {
-			if p, ok := live[mesh.Key(m.PublicKey)]; ok && p.Endpoint.IsValid() {
-				seen[mesh.Key(m.PublicKey)] = p.Endpoint
+			if p, ok := live[m.PublicKey]; ok && p.Endpoint.IsValid() {
+				seen[m.PublicKey] = p.Endpoint
 			}
 		}
 		d.reach.observe(seen)

@@ -12,21 +12,21 @@ import (
 
 	"github.com/booture/booture/internal/api"
 	"github.com/booture/booture/internal/waitfor"
+	"github.com/booture/booture/key"
 	"github.com/booture/booture/members"
-	"github.com/booture/booture/mesh"
 	"github.com/booture/booture/netcfg/fakenet"
 )
 
 func TestReacher(t *testing.T) {
 	dir := t.TempDir()
-	k1, _ := mesh.NewPrivateKey()
-	k2, _ := mesh.NewPrivateKey()
+	k1, _ := key.NewPrivateKey()
+	k2, _ := key.NewPrivateKey()
 	a, b := k1.Public(), k2.Public()
 	ep := netip.MustParseAddrPort("198.51.100.7:41000")
 	now := time.Unix(1_800_000_000, 0)
 
 	r := newReacher(dir)
-	r.observe(map[mesh.Key]netip.AddrPort{a: ep})
+	r.observe(map[key.PublicKey]netip.AddrPort{a: ep})
 	if got, _ := r.endpoint(a, now); got.IsValid() {
 		t.Fatal("a member is reached without being enabled or the daemon restarting")
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/booture/booture/internal/config"
+	"github.com/booture/booture/key"
 	"github.com/booture/booture/members"
 	"github.com/booture/booture/mesh"
 	"github.com/booture/booture/netcfg"
@@ -384,7 +385,7 @@ func TestAPIApplyGivenUp(t *testing.T) {
 // is ula, and their reach.
 func planDaemon(t *testing.T, dir string, ula netip.Prefix, log *slog.Logger) *Daemon {
 	t.Helper()
-	priv, err := mesh.NewPrivateKey()
+	priv, err := key.NewPrivateKey()
 	if err != nil {
 		t.Fatal(err)
 	}

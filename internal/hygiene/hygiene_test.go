@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,21 +104,26 @@ func TestSDKStaysSmall(t *testing.T) {
 	}
 }
 
-// netcfg is the OS seam: it imports nothing else of booture's.
+// netcfg is the OS seam: it imports nothing else of booture's but the key
+// types, and those import nothing of booture's at all.
 func TestNetcfgImportsNothingOfOurs(t *testing.T) {
-	for _, p := range goList(t, "github.com/booture/booture/netcfg") {
+	allowed := map[string][]string{
+		"github.com/booture/booture/netcfg": {"github.com/booture/booture/key"},
+		"github.com/booture/booture/key":    nil,
+	}
+	for _, p := range goList(t, "github.com/booture/booture/netcfg", "github.com/booture/booture/key") {
 		for _, d := range p.Deps {
-			if strings.HasPrefix(d, "github.com/booture/booture/") {
-				t.Errorf("netcfg depends on %s", d)
+			if strings.HasPrefix(d, "github.com/booture/booture/") && !slices.Contains(allowed[p.ImportPath], d) {
+				t.Errorf("%s depends on %s", p.ImportPath, d)
 			}
 		}
 	}
 }
 
-// The mesh and the network model are pure: only netcfg/linuxnet (linked by
-// the daemon) talks to the kernel. A test that plans a mesh must not link
-// netlink, nftables or wireguard-go, and mesh/doc.go says the mesh never
-// touches the network stack.
+// The mesh, the network model, the key types and the member registry are
+// pure: only netcfg/linuxnet (linked by the daemon) talks to the kernel. A
+// test that plans a mesh must not link netlink, nftables or wireguard-go,
+// and mesh/doc.go says the mesh never touches the network stack.
 func TestMeshAndNetcfgDoNotLinkTheNetworkStack(t *testing.T) {
 	forbidden := []string{
 		"github.com/vishvananda/netlink",
@@ -149,9 +155,10 @@ func TestMeshAndNetcfgDoNotLinkTheNetworkStack(t *testing.T) {
 	if blind {
 		t.Fatal("go list does not show linuxnet's dependency on netlink: the check below would be blind")
 	}
-	for _, p := range goList(t, "-deps", "github.com/booture/booture/mesh", "github.com/booture/booture/netcfg") {
+	for _, p := range goList(t, "-deps", "github.com/booture/booture/mesh", "github.com/booture/booture/netcfg",
+		"github.com/booture/booture/key", "github.com/booture/booture/members") {
 		if isForbidden(p.ImportPath) {
-			t.Errorf("mesh or netcfg depends on %s", p.ImportPath)
+			t.Errorf("mesh, netcfg, key or members depends on %s", p.ImportPath)
 		}
 	}
 }

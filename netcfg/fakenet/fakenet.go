@@ -11,11 +11,9 @@
 package fakenet
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"sort"
@@ -23,8 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/booture/booture/key"
 	"github.com/booture/booture/netcfg"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // ErrInjected is wrapped by the error of an Apply made to fail by
@@ -56,9 +54,9 @@ type Fake struct {
 	iface    string
 	mtu      int
 	up       bool
-	pub      netcfg.Key
+	pub      key.PublicKey
 	port     int
-	peers    map[netcfg.Key]*peer
+	peers    map[key.PublicKey]*peer
 	addrs    []netip.Prefix
 	routes   []netip.Prefix
 	unreach  []netip.Prefix // unreachable routes of metric netcfg.UnreachableMetric
@@ -83,7 +81,7 @@ func New() *Fake {
 		uplink:     "eth0",
 		force6:     true,
 		sysctl:     map[string]string{},
-		peers:      map[netcfg.Key]*peer{},
+		peers:      map[key.PublicKey]*peer{},
 		changed:    map[string]string{},
 		failAfter:  -1,
 	}
@@ -247,7 +245,7 @@ func (f *Fake) execLocked(cfg netcfg.Config, op netcfg.Op) {
 		}
 	case netcfg.OpDevice:
 		if op.SetPrivateKey {
-			f.pub = cfg.PrivateKey.PublicKey()
+			f.pub = cfg.PrivateKey.Public()
 		}
 		if op.ListenPort != 0 {
 			f.port = op.ListenPort
@@ -302,9 +300,9 @@ func (f *Fake) writeSysctlLocked(path, value string) {
 }
 
 // configurePeerLocked has wgctrl's (and WireGuard's) semantics for one
-// PeerConfig: nil fields leave settings alone, and an allowed IP given to a
+// PeerChange: unset fields leave settings alone, and an allowed IP given to a
 // peer is taken from any other peer.
-func (f *Fake) configurePeerLocked(pc wgtypes.PeerConfig) {
+func (f *Fake) configurePeerLocked(pc netcfg.PeerChange) {
 	p, ok := f.peers[pc.PublicKey]
 	if pc.Remove {
 		delete(f.peers, pc.PublicKey)
@@ -317,15 +315,14 @@ func (f *Fake) configurePeerLocked(pc wgtypes.PeerConfig) {
 		p = &peer{}
 		f.peers[pc.PublicKey] = p
 	}
-	if pc.Endpoint != nil {
-		p.endpoint = netcfg.AddrPortFromUDP(pc.Endpoint)
+	if ep := pc.Endpoint; ep.IsValid() {
+		p.endpoint = netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
 	}
 	if pc.ReplaceAllowedIPs {
 		p.allowed = nil
 	}
-	for _, n := range pc.AllowedIPs {
-		a, ok := netcfg.PrefixFromIPNet(n)
-		if !ok {
+	for _, a := range pc.AllowedIPs {
+		if !a.IsValid() {
 			continue
 		}
 		a = a.Masked()
@@ -338,17 +335,17 @@ func (f *Fake) configurePeerLocked(pc wgtypes.PeerConfig) {
 			p.allowed = append(p.allowed, a)
 		}
 	}
-	if pc.PersistentKeepaliveInterval != nil {
-		p.keepalive = *pc.PersistentKeepaliveInterval
+	if pc.PersistentKeepalive != nil {
+		p.keepalive = *pc.PersistentKeepalive
 	}
 }
 
-func (f *Fake) sortedKeysLocked() []netcfg.Key {
-	keys := make([]netcfg.Key, 0, len(f.peers))
+func (f *Fake) sortedKeysLocked() []key.PublicKey {
+	keys := make([]key.PublicKey, 0, len(f.peers))
 	for k := range f.peers {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return bytes.Compare(keys[i][:], keys[j][:]) < 0 })
+	slices.SortFunc(keys, key.PublicKey.Compare)
 	return keys
 }
 
@@ -414,8 +411,8 @@ func (f *Fake) Close() error {
 }
 
 func (f *Fake) deleteLinkLocked() {
-	f.link, f.mtu, f.up, f.pub, f.port = false, 0, false, netcfg.Key{}, 0
-	f.peers = map[netcfg.Key]*peer{}
+	f.link, f.mtu, f.up, f.pub, f.port = false, 0, false, key.PublicKey{}, 0
+	f.peers = map[key.PublicKey]*peer{}
 	f.addrs, f.routes = nil, nil
 	for k := range f.sysctl {
 		if strings.Contains(k, "/conf/"+f.iface+"/") {
@@ -448,14 +445,14 @@ func (f *Fake) LastOpLines() []string {
 
 // TouchedPeers returns the keys of the peers the last Apply added, changed
 // or removed, sorted.
-func (f *Fake) TouchedPeers() []netcfg.Key {
-	var keys []netcfg.Key
+func (f *Fake) TouchedPeers() []key.PublicKey {
+	var keys []key.PublicKey
 	for _, op := range f.LastOps() {
 		if op.Kind == netcfg.OpPeer && !slices.Contains(keys, op.Peer.PublicKey) {
 			keys = append(keys, op.Peer.PublicKey)
 		}
 	}
-	sort.Slice(keys, func(i, j int) bool { return bytes.Compare(keys[i][:], keys[j][:]) < 0 })
+	slices.SortFunc(keys, key.PublicKey.Compare)
 	return keys
 }
 
@@ -463,7 +460,7 @@ func (f *Fake) TouchedPeers() []netcfg.Key {
 
 // RemovePeer removes a peer, like `wg set IFACE peer KEY remove`; it reports
 // whether the peer existed.
-func (f *Fake) RemovePeer(k netcfg.Key) bool {
+func (f *Fake) RemovePeer(k key.PublicKey) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	_, ok := f.peers[k]
@@ -473,7 +470,7 @@ func (f *Fake) RemovePeer(k netcfg.Key) bool {
 
 // SetPeerEndpoint sets a peer's endpoint as WireGuard does when it learns
 // it from the peer's packets (roaming).
-func (f *Fake) SetPeerEndpoint(k netcfg.Key, ep netip.AddrPort) bool {
+func (f *Fake) SetPeerEndpoint(k key.PublicKey, ep netip.AddrPort) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	p, ok := f.peers[k]
@@ -484,7 +481,7 @@ func (f *Fake) SetPeerEndpoint(k netcfg.Key, ep netip.AddrPort) bool {
 }
 
 // SetPeerStats sets what State reports for a peer's traffic.
-func (f *Fake) SetPeerStats(k netcfg.Key, handshake time.Time, rx, tx int64) bool {
+func (f *Fake) SetPeerStats(k key.PublicKey, handshake time.Time, rx, tx int64) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	p, ok := f.peers[k]
@@ -570,20 +567,16 @@ func (f *Fake) String() string {
 		if f.port != 0 {
 			dev += fmt.Sprintf(" listen-port %d", f.port)
 		}
-		if f.pub != (netcfg.Key{}) {
+		if !f.pub.IsZero() {
 			dev += " private-key <redacted> # public-key " + f.pub.String()
 		}
 		lines = append(lines, dev)
 		for _, k := range f.sortedKeysLocked() {
 			p := f.peers[k]
-			pc := wgtypes.PeerConfig{PublicKey: k, ReplaceAllowedIPs: true}
-			if p.endpoint.IsValid() {
-				pc.Endpoint = udpAddr(p.endpoint)
-			}
-			pc.AllowedIPs = ipNets(sortedPrefixes(p.allowed))
+			pc := netcfg.PeerChange{PublicKey: k, ReplaceAllowedIPs: true, Endpoint: p.endpoint, AllowedIPs: sortedPrefixes(p.allowed)}
 			if p.keepalive != 0 {
 				ka := p.keepalive
-				pc.PersistentKeepaliveInterval = &ka
+				pc.PersistentKeepalive = &ka
 			}
 			lines = append(lines, netcfg.Op{Kind: netcfg.OpPeer, Interface: ifc, Peer: pc}.Lines()...)
 		}
@@ -625,15 +618,5 @@ func sortedPrefixes(ps []netip.Prefix) []netip.Prefix {
 		}
 		return a.Bits() - b.Bits()
 	})
-	return out
-}
-
-func udpAddr(ap netip.AddrPort) *net.UDPAddr { return net.UDPAddrFromAddrPort(ap) }
-
-func ipNets(ps []netip.Prefix) []net.IPNet {
-	out := make([]net.IPNet, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())})
-	}
 	return out
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/booture/booture/key"
 	"github.com/booture/booture/netcfg"
 	"github.com/booture/booture/netcfg/fakenet"
 )
@@ -41,13 +42,16 @@ func golden(t *testing.T, name, got string) {
 	}
 }
 
-func key(n byte) netcfg.Key {
-	var k netcfg.Key
+func testRaw(n byte) [key.Len]byte {
+	var k [key.Len]byte
 	for i := range k {
 		k[i] = n
 	}
 	return k
 }
+
+func pubKey(n byte) key.PublicKey   { return key.PublicKeyFromRaw32(testRaw(n)) }
+func privKey(n byte) key.PrivateKey { return key.PrivateKeyFromRaw32(testRaw(n)) }
 
 func pfxs(s ...string) []netip.Prefix {
 	out := make([]netip.Prefix, len(s))
@@ -59,7 +63,7 @@ func pfxs(s ...string) []netip.Prefix {
 
 func booturePeer(n byte) netcfg.Peer {
 	return netcfg.Peer{
-		PublicKey:           key(n),
+		PublicKey:           pubKey(n),
 		Endpoint:            netip.MustParseAddrPort(fmt.Sprintf("198.51.100.%d:51820", n)),
 		AllowedIPs:          pfxs(fmt.Sprintf("10.77.%d.0/24", n), fmt.Sprintf("fd00:77:1:%d::/64", n)),
 		PersistentKeepalive: 25 * time.Second,
@@ -67,13 +71,13 @@ func booturePeer(n byte) netcfg.Peer {
 }
 
 func memberPeer(n byte) netcfg.Peer {
-	return netcfg.Peer{PublicKey: key(100 + n), AllowedIPs: pfxs(fmt.Sprintf("10.77.1.%d/32", n), fmt.Sprintf("fd00:77:1:1::%d/128", n))}
+	return netcfg.Peer{PublicKey: pubKey(100 + n), AllowedIPs: pfxs(fmt.Sprintf("10.77.1.%d/32", n), fmt.Sprintf("fd00:77:1:1::%d/128", n))}
 }
 
 func config(bootures []byte, members []byte) netcfg.Config {
 	c := netcfg.Config{
 		Interface:   "booture0",
-		PrivateKey:  key(1),
+		PrivateKey:  privKey(1),
 		ListenPort:  51820,
 		Addresses:   pfxs("10.77.1.1/24", "fd00:77:1:1::1/64"),
 		Unreachable: pfxs("10.77.0.0/16", "fd00:77:1::/48"),
@@ -129,8 +133,8 @@ func TestJoiningOneBootureTouchesNothingElse(t *testing.T) {
 	if len(ops) != 3 || ops[0].Kind != netcfg.OpPeer || ops[1].Kind != netcfg.OpRouteAdd || ops[2].Kind != netcfg.OpRouteAdd {
 		t.Fatalf("want one peer and its two routes, got:\n%s", strings.Join(f.LastOpLines(), "\n"))
 	}
-	if got := f.TouchedPeers(); !slices.Equal(got, []netcfg.Key{key(4)}) {
-		t.Fatalf("touched peers %v, want only %v", got, key(4))
+	if got := f.TouchedPeers(); !slices.Equal(got, []key.PublicKey{pubKey(4)}) {
+		t.Fatalf("touched peers %v, want only %v", got, pubKey(4))
 	}
 	golden(t, "join-ops", strings.Join(f.LastOpLines(), "\n")+"\n")
 }
@@ -140,8 +144,8 @@ func TestLeavingBootureRemovesPeerAndRoutes(t *testing.T) {
 	mustApply(t, f, config([]byte{2, 3}, []byte{9}))
 	mustApply(t, f, config([]byte{3}, []byte{9}))
 	golden(t, "leave-ops", strings.Join(f.LastOpLines(), "\n")+"\n")
-	if got := f.TouchedPeers(); !slices.Equal(got, []netcfg.Key{key(2)}) {
-		t.Fatalf("touched peers %v, want only %v", got, key(2))
+	if got := f.TouchedPeers(); !slices.Equal(got, []key.PublicKey{pubKey(2)}) {
+		t.Fatalf("touched peers %v, want only %v", got, pubKey(2))
 	}
 }
 
@@ -151,7 +155,7 @@ func TestDriftIsRepaired(t *testing.T) {
 	mustApply(t, f, cfg)
 	want := f.String()
 
-	if !f.RemovePeer(key(3)) || !f.DeleteRoute(netip.MustParsePrefix("10.77.2.0/24")) || !f.DeleteFirewall() ||
+	if !f.RemovePeer(pubKey(3)) || !f.DeleteRoute(netip.MustParsePrefix("10.77.2.0/24")) || !f.DeleteFirewall() ||
 		!f.DeleteUnreachable(netip.MustParsePrefix("10.77.0.0/16")) {
 		t.Fatal("drift helpers found nothing to remove")
 	}
@@ -161,7 +165,7 @@ func TestDriftIsRepaired(t *testing.T) {
 	}
 	mustApply(t, f, cfg)
 	golden(t, "drift-repair-ops", strings.Join(f.LastOpLines(), "\n")+"\n")
-	if got := f.TouchedPeers(); !slices.Equal(got, []netcfg.Key{key(3)}) {
+	if got := f.TouchedPeers(); !slices.Equal(got, []key.PublicKey{pubKey(3)}) {
 		t.Fatalf("touched peers %v, want only the removed one", got)
 	}
 	if got := f.String(); got != want {
@@ -181,15 +185,15 @@ func TestLearntEndpointIsKept(t *testing.T) {
 	cfg := config([]byte{2}, []byte{9})
 	mustApply(t, f, cfg)
 	learnt := netip.MustParseAddrPort("203.0.113.7:40000")
-	f.SetPeerEndpoint(key(109), learnt)
-	f.SetPeerStats(key(109), time.Unix(1700000000, 0), 10, 20)
+	f.SetPeerEndpoint(pubKey(109), learnt)
+	f.SetPeerStats(pubKey(109), time.Unix(1700000000, 0), 10, 20)
 	assertConverged(t, f, cfg)
 	st, err := f.State(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range st.Peers {
-		if p.PublicKey == key(109) && (p.Endpoint != learnt || p.RxBytes != 10 || p.TxBytes != 20) {
+		if p.PublicKey == pubKey(109) && (p.Endpoint != learnt || p.RxBytes != 10 || p.TxBytes != 20) {
 			t.Fatalf("member state reset: %+v", p)
 		}
 	}
@@ -315,7 +319,7 @@ func TestNoPrivateKeyPrinted(t *testing.T) {
 	cfg := config([]byte{2}, []byte{9})
 	mustApply(t, f, cfg)
 	out := f.String() + strings.Join(f.LastOpLines(), "\n") + fmt.Sprintf("%v %+v", f.LastOps(), f.LastOps())
-	if strings.Contains(out, cfg.PrivateKey.String()) {
+	if strings.Contains(out, cfg.PrivateKey.RevealBase64()) {
 		t.Fatal("private key printed")
 	}
 }
@@ -415,10 +419,10 @@ func checkMatches(t *testing.T, f *fakenet.Fake, cfg netcfg.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Peers) != len(cfg.Peers) || st.ListenPort != cfg.ListenPort || st.PublicKey != cfg.PrivateKey.PublicKey() {
+	if len(st.Peers) != len(cfg.Peers) || st.ListenPort != cfg.ListenPort || st.PublicKey != cfg.PrivateKey.Public() {
 		t.Fatalf("state %+v does not match config %v", st, cfg)
 	}
-	want := map[netcfg.Key]netcfg.Peer{}
+	want := map[key.PublicKey]netcfg.Peer{}
 	for _, p := range cfg.Peers {
 		want[p.PublicKey] = p
 	}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/booture/booture/key"
 	"github.com/booture/booture/netcfg"
 	"github.com/vishvananda/netlink"
 	"golang.zx2c4.com/wireguard/wgctrl"
@@ -234,8 +235,8 @@ func (l *Applier) observeLocked(link netlink.Link, cfg netcfg.Config) (netcfg.Ob
 		return obs, fmt.Errorf("reading wireguard device %s: %w", name, err)
 	}
 	obs.ListenPort = dev.ListenPort
-	if dev.PrivateKey != (netcfg.Key{}) {
-		obs.PublicKey = dev.PublicKey
+	if dev.PrivateKey != (wgtypes.Key{}) {
+		obs.PublicKey = key.PublicKeyFromRaw32(dev.PublicKey)
 	}
 	obs.Peers = peerStates(dev.Peers)
 
@@ -290,8 +291,8 @@ func peerStates(peers []wgtypes.Peer) []netcfg.PeerState {
 	out := make([]netcfg.PeerState, 0, len(peers))
 	for _, p := range peers {
 		out = append(out, netcfg.PeerState{
-			PublicKey:           p.PublicKey,
-			Endpoint:            netcfg.AddrPortFromUDP(p.Endpoint),
+			PublicKey:           key.PublicKeyFromRaw32(p.PublicKey),
+			Endpoint:            addrPortFromUDP(p.Endpoint),
 			LastHandshake:       p.LastHandshakeTime,
 			RxBytes:             p.ReceiveBytes,
 			TxBytes:             p.TransmitBytes,
@@ -318,11 +319,11 @@ func (l *Applier) executeLocked(ctx context.Context, link netlink.Link, cfg netc
 			for ; j < len(ops) && isWireGuardOp(ops[j].Kind); j++ {
 				o := ops[j]
 				if o.Kind == netcfg.OpPeer {
-					wc.Peers = append(wc.Peers, o.Peer)
+					wc.Peers = append(wc.Peers, peerConfig(o.Peer))
 					continue
 				}
 				if o.SetPrivateKey {
-					k := cfg.PrivateKey
+					k := wgtypes.Key(cfg.PrivateKey.RevealRaw32())
 					wc.PrivateKey = &k
 				}
 				if o.ListenPort != 0 {
@@ -458,8 +459,8 @@ func (l *Applier) State(ctx context.Context) (netcfg.State, error) {
 		MTU:        link.Attrs().MTU,
 		Peers:      peerStates(dev.Peers),
 	}
-	if dev.PrivateKey != (netcfg.Key{}) {
-		st.PublicKey = dev.PublicKey
+	if dev.PrivateKey != (wgtypes.Key{}) {
+		st.PublicKey = key.PublicKeyFromRaw32(dev.PublicKey)
 	}
 	return st, nil
 }

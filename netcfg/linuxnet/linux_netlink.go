@@ -149,7 +149,7 @@ func linkAddresses(link netlink.Link) ([]netip.Prefix, error) {
 		if a.IPNet == nil {
 			continue
 		}
-		p, ok := netcfg.PrefixFromIPNet(*a.IPNet)
+		p, ok := prefixFromIPNet(*a.IPNet)
 		if !ok || p.Addr().IsLinkLocalUnicast() {
 			continue
 		}
@@ -181,7 +181,7 @@ func linkRoutes(link netlink.Link) ([]netip.Prefix, error) {
 				dst = &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
 			}
 		}
-		p, ok := netcfg.PrefixFromIPNet(*dst)
+		p, ok := prefixFromIPNet(*dst)
 		if !ok || p.Addr().IsLinkLocalUnicast() {
 			continue
 		}
@@ -250,7 +250,7 @@ func unreachableRoutes() ([]netip.Prefix, error) {
 		if r.Priority != netcfg.UnreachableMetric || r.Dst == nil {
 			continue
 		}
-		if p, ok := netcfg.PrefixFromIPNet(*r.Dst); ok {
+		if p, ok := prefixFromIPNet(*r.Dst); ok {
 			out = append(out, p)
 		}
 	}
@@ -283,15 +283,4 @@ func readSysctl(path string) (string, error) {
 
 func writeSysctl(path, value string) error {
 	return os.WriteFile(procSys+path, []byte(value+"\n"), 0o644)
-}
-
-// fromIPNets converts wgctrl's allowed IPs, leaving out malformed ones.
-func fromIPNets(ns []net.IPNet) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(ns))
-	for _, n := range ns {
-		if p, ok := netcfg.PrefixFromIPNet(n); ok {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -31,9 +31,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/booture/booture/key"
 	"github.com/booture/booture/netcfg"
 	"github.com/booture/booture/netcfg/linuxnet"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 const (
@@ -51,9 +51,29 @@ func TestMain(m *testing.M) {
 }
 
 type agentRequest struct {
-	Cmd    string         `json:"cmd"` // apply, state, underlay, close
-	Config *netcfg.Config `json:"config,omitempty"`
-	Addr   netip.Addr     `json:"addr,omitzero"`
+	Cmd    string      `json:"cmd"` // apply, state, underlay, close
+	Config *wireConfig `json:"config,omitempty"`
+	Addr   netip.Addr  `json:"addr,omitzero"`
+}
+
+// wireConfig carries a netcfg.Config to the agent: a key.PrivateKey refuses
+// to be marshalled, so the key travels as RevealBase64 text in a field that
+// hides the Config's own (encoding/json follows Go's rules for embedded
+// fields: the shallower PrivateKey wins).
+type wireConfig struct {
+	netcfg.Config
+	PrivateKey string
+}
+
+func toWire(c netcfg.Config) *wireConfig {
+	return &wireConfig{Config: c, PrivateKey: c.PrivateKey.RevealBase64()}
+}
+
+func (w *wireConfig) config() (netcfg.Config, error) {
+	c := w.Config
+	var err error
+	c.PrivateKey, err = key.ParsePrivateKey(w.PrivateKey)
+	return c, err
 }
 
 type agentResponse struct {
@@ -87,7 +107,10 @@ func runAgent() int {
 		}
 		switch req.Cmd {
 		case "apply":
-			err = l.Apply(context.Background(), *req.Config)
+			var cfg netcfg.Config
+			if cfg, err = req.Config.config(); err == nil {
+				err = l.Apply(context.Background(), cfg)
+			}
 			for _, op := range l.LastOps() {
 				resp.Ops = append(resp.Ops, op.String())
 			}
@@ -280,7 +303,7 @@ func (a *agent) call(req agentRequest) (agentResponse, error) {
 
 func (a *agent) apply(cfg netcfg.Config) []string {
 	a.t.Helper()
-	resp, err := a.call(agentRequest{Cmd: "apply", Config: &cfg})
+	resp, err := a.call(agentRequest{Cmd: "apply", Config: toWire(cfg)})
 	if err != nil {
 		a.t.Fatalf("apply in %s: %v", a.ns, err)
 	}
@@ -303,8 +326,8 @@ func (a *agent) close() {
 	}
 }
 
-func newKey(t *testing.T) wgtypes.Key {
-	k, err := wgtypes.GeneratePrivateKey()
+func newKey(t *testing.T) key.PrivateKey {
+	k, err := key.NewPrivateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +342,7 @@ func pfxs(s ...string) []netip.Prefix {
 	return out
 }
 
-func peerOf(ps []netcfg.PeerState, k netcfg.Key) (netcfg.PeerState, bool) {
+func peerOf(ps []netcfg.PeerState, k key.PublicKey) (netcfg.PeerState, bool) {
 	for _, p := range ps {
 		if p.PublicKey == k {
 			return p, true
@@ -390,7 +413,7 @@ func TestLinuxUserspace(t *testing.T) {
 	}
 
 	k1, k2, k3 := newKey(t), newKey(t), newKey(t)
-	p2, p3 := k2.PublicKey(), k3.PublicKey()
+	p2, p3 := k2.Public(), k3.Public()
 	cfg := netcfg.Config{
 		Interface:  iface,
 		PrivateKey: k1,
@@ -460,7 +483,7 @@ func TestLinuxUserspace(t *testing.T) {
 		}
 	}
 	st := a.state()
-	if st.Mode != netcfg.ModeUserspace || st.ListenPort != 51820 || st.MTU != 1320 || len(st.Peers) != 2 || st.PublicKey != k1.PublicKey() {
+	if st.Mode != netcfg.ModeUserspace || st.ListenPort != 51820 || st.MTU != 1320 || len(st.Peers) != 2 || st.PublicKey != k1.Public() {
 		t.Errorf("state: %+v", st)
 	}
 
@@ -623,7 +646,7 @@ func TestLinuxModes(t *testing.T) {
 
 	if !kernel {
 		k := startAgent(t, ns, netcfg.ModeKernel, "")
-		if _, err := k.call(agentRequest{Cmd: "apply", Config: &cfg}); err == nil || !strings.Contains(err.Error(), "creating kernel wireguard interface") {
+		if _, err := k.call(agentRequest{Cmd: "apply", Config: toWire(cfg)}); err == nil || !strings.Contains(err.Error(), "creating kernel wireguard interface") {
 			t.Errorf("kernel mode without the module: %v", err)
 		}
 		k.close()
@@ -650,7 +673,7 @@ func TestLinuxForeignLink(t *testing.T) {
 	mustRun(t, "ip", "-n", ns, "link", "add", iface, "type", "veth", "peer", "name", "other0")
 	a := startAgent(t, ns, netcfg.ModeAuto, "")
 	cfg := netcfg.Config{Interface: iface, PrivateKey: newKey(t), ListenPort: 51820}
-	if _, err := a.call(agentRequest{Cmd: "apply", Config: &cfg}); err == nil || !strings.Contains(err.Error(), "not a wireguard interface") {
+	if _, err := a.call(agentRequest{Cmd: "apply", Config: toWire(cfg)}); err == nil || !strings.Contains(err.Error(), "not a wireguard interface") {
 		t.Errorf("Apply on a foreign link: %v", err)
 	}
 	a.close()
@@ -674,7 +697,7 @@ func TestLinuxForeignLink(t *testing.T) {
 type lab struct {
 	ns     [4]string // index 1..3
 	iface  [4]string
-	key    [4]wgtypes.Key
+	key    [4]key.PrivateKey
 	agent  [4]*agent
 	config [4]netcfg.Config
 }
@@ -700,7 +723,7 @@ func newLab(t *testing.T) *lab {
 	pools := netcfg.Firewall{Enabled: true, MeshIPv4: netip.MustParsePrefix("10.77.0.0/16"), MeshIPv6: netip.MustParsePrefix("fd00:77:1::/48")}
 	hubPeer := func(i int) netcfg.Peer {
 		return netcfg.Peer{
-			PublicKey:           l.key[i].PublicKey(),
+			PublicKey:           l.key[i].Public(),
 			Endpoint:            netip.MustParseAddrPort(fmt.Sprintf("198.51.100.%d:51820", i)),
 			AllowedIPs:          pfxs(fmt.Sprintf("10.77.%d.0/24", i), fmt.Sprintf("fd00:77:1:%d::/64", i)),
 			PersistentKeepalive: 25 * time.Second,
@@ -720,7 +743,7 @@ func newLab(t *testing.T) *lab {
 			Addresses: pfxs(fmt.Sprintf("10.77.%d.1/24", i), fmt.Sprintf("10.77.%d.%s/32", i, member),
 				fmt.Sprintf("fd00:77:1:%d::1/64", i), fmt.Sprintf("fd00:77:1:%d::%s/128", i, member)),
 			Peers: []netcfg.Peer{{
-				PublicKey:  l.key[1].PublicKey(),
+				PublicKey:  l.key[1].Public(),
 				Endpoint:   netip.MustParseAddrPort("198.51.100.1:51820"),
 				AllowedIPs: pfxs("10.77.0.0/16", "fd00:77:1::/48"),
 			}},
@@ -828,12 +851,12 @@ func TestLinuxMeshForwarding(t *testing.T) {
 
 	// An unrelated peer change on the hub must not reset h2's session.
 	st := l.agent[1].state()
-	p2 := l.key[2].PublicKey()
+	p2 := l.key[2].Public()
 	old, ok := peerOf(st.Peers, p2)
 	if !ok || old.LastHandshake.IsZero() {
 		t.Fatalf("hub has no handshake with h2: %+v", old)
 	}
-	k4 := newKey(t).PublicKey()
+	k4 := newKey(t).Public()
 	l.config[1].Peers = append(l.config[1].Peers, netcfg.Peer{PublicKey: k4, Endpoint: netip.MustParseAddrPort("198.51.100.4:51820"), AllowedIPs: pfxs("10.77.4.0/24")})
 	l.config[1].Routes = append(l.config[1].Routes, netip.MustParsePrefix("10.77.4.0/24"))
 	l.config[1].Peers[1].PersistentKeepalive = 15 * time.Second // h3, not h2

@@ -38,6 +38,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/booture/booture/key"
 	"github.com/booture/booture/mesh"
 )
 
@@ -157,7 +158,7 @@ type sim struct {
 
 func startSim(ctx context.Context, log *slog.Logger, prof mesh.Profile, i int, addr netip.Addr, wgPort uint16, dir, token string) (*sim, error) {
 	name := fmt.Sprintf("s%03d", i)
-	priv, err := mesh.NewPrivateKey()
+	priv, err := key.NewPrivateKey()
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +189,7 @@ func startSim(ctx context.Context, log *slog.Logger, prof mesh.Profile, i int, a
 		return nil, fmt.Errorf("%s joins: %w", name, err)
 	}
 	s.dev = device.NewDevice(newNullTUN(), &udpBind{addr: addr}, device.NewLogger(device.LogLevelSilent, ""))
-	if err := s.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hexKey(priv), wgPort)); err != nil {
+	if err := s.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hexKey(priv.RevealRaw32()), wgPort)); err != nil {
 		s.close()
 		return nil, fmt.Errorf("%s: wireguard: %w", name, err)
 	}
@@ -209,7 +210,7 @@ func (s *sim) sync(target string) error {
 		}
 		site := mesh.SiteOf(v.ULA, p.Site)
 		conf := fmt.Sprintf("public_key=%s\nendpoint=%s\npersistent_keepalive_interval=%d\nreplace_allowed_ips=true\nallowed_ip=%s\nallowed_ip=%s\n",
-			hexKey(p.PublicKey), p.Endpoint, int(mesh.PeerKeepalive.Seconds()), site.IPv4, site.IPv6)
+			hexKey(p.PublicKey.Raw32()), p.Endpoint, int(mesh.PeerKeepalive.Seconds()), site.IPv4, site.IPv6)
 		if conf == s.peerConf {
 			return nil
 		}
@@ -229,7 +230,8 @@ func (s *sim) close() {
 	s.node.Close()
 }
 
-func hexKey(k mesh.Key) string { return hex.EncodeToString(k[:]) }
+// hexKey is a key as wireguard-go's UAPI wants it.
+func hexKey(k [key.Len]byte) string { return hex.EncodeToString(k[:]) }
 
 // udpBind is a WireGuard bind on one IPv4 UDP socket that receives one
 // packet at a time. wireguard-go's default bind keeps a batch of 64 KiB

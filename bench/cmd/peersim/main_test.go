@@ -10,7 +10,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/booture/booture/internal/waitfor"
-	"github.com/booture/booture/mesh"
+	"github.com/booture/booture/key"
 )
 
 // TestDevicesHandshake: two WireGuard devices on peersim's one-packet UDP
@@ -20,18 +20,18 @@ func TestDevicesHandshake(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
 	type dev struct {
 		d    *device.Device
-		priv mesh.Key
+		priv key.PrivateKey
 		port string
 	}
 	devs := make([]dev, 2)
 	for i := range devs {
-		priv, err := mesh.NewPrivateKey()
+		priv, err := key.NewPrivateKey()
 		if err != nil {
 			t.Fatal(err)
 		}
 		d := device.NewDevice(newNullTUN(), &udpBind{addr: lo}, device.NewLogger(device.LogLevelSilent, ""))
 		t.Cleanup(d.Close)
-		if err := d.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=0\n", hexKey(priv))); err != nil {
+		if err := d.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=0\n", hexKey(priv.RevealRaw32()))); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.Up(); err != nil {
@@ -41,10 +41,10 @@ func TestDevicesHandshake(t *testing.T) {
 	}
 	a, b := devs[0], devs[1]
 	// a knows where b is and keeps the session up; b answers.
-	if err := a.d.IpcSet(fmt.Sprintf("public_key=%s\nendpoint=127.0.0.1:%s\npersistent_keepalive_interval=1\nallowed_ip=10.77.2.0/24\n", hexKey(b.priv.Public()), b.port)); err != nil {
+	if err := a.d.IpcSet(fmt.Sprintf("public_key=%s\nendpoint=127.0.0.1:%s\npersistent_keepalive_interval=1\nallowed_ip=10.77.2.0/24\n", hexKey(b.priv.Public().Raw32()), b.port)); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.d.IpcSet(fmt.Sprintf("public_key=%s\nallowed_ip=10.77.1.0/24\n", hexKey(a.priv.Public()))); err != nil {
+	if err := b.d.IpcSet(fmt.Sprintf("public_key=%s\nallowed_ip=10.77.1.0/24\n", hexKey(a.priv.Public().Raw32()))); err != nil {
 		t.Fatal(err)
 	}
 	waitfor.Cond(t, 10*time.Second, "a handshake", func() bool {
