@@ -35,8 +35,8 @@ func (b *bench) goBuild(env []string, args ...string) (string, error) {
 
 // buildSection builds the programs the labs run, with the Makefile's
 // flags, and the upstream wireguard-go at the version go.mod pins, then
-// cross-compiles for the Raspberry Pi's architectures and records the
-// binaries' sizes.
+// (except in a quick run) cross-compiles for the Raspberry Pi's
+// architectures and records the binaries' sizes.
 func (b *bench) buildSection() error {
 	dir := filepath.Join(b.tmp, "bin")
 	flags := []string{"-trimpath", "-ldflags", b.ldflags()}
@@ -63,6 +63,11 @@ func (b *bench) buildSection() error {
 	b.res.Machine.Tools += ", wireguard-go (upstream, built from go.mod's golang.zx2c4.com/wireguard) " + firstLine(runOut(filepath.Join(dir, "wireguard-go-upstream"), "--version"))
 	b.res.Machine.Tools += ", wireguard-go (Debian) " + firstLine(runOut("wireguard-go", "--version"))
 
+	if b.quick {
+		// A smoke run: the cross builds compile everything twice more
+		// (minutes on a cold cache) for figures nobody reads there.
+		return nil
+	}
 	const sec, table = "Footprint", "Binary sizes (stripped, -trimpath, as `make build` / `make cross`)"
 	for _, arch := range []struct{ name, goarch, goarm string }{
 		{"linux/amd64", "amd64", ""}, {"linux/arm64", "arm64", ""}, {"linux/arm (GOARM=7)", "arm", "7"},
