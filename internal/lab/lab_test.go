@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -122,3 +123,37 @@ func TestCloseAndJanitor(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
+
+// Probes between three hosts over their LAN addresses (no booture needed):
+// every direction arrives, and Wait returns once every host has answered.
+func TestProbes(t *testing.T) {
+	Require(t)
+	l, err := Create(t.Context(), Options{Hosts: 3, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	addrs := []netip.Addr{l.H(1).IP, l.H(2).IP, l.H(3).IP}
+	t0 := time.Now()
+	p, err := StartProbes(l.Hosts, addrs, 10*time.Millisecond, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Wait(t.Context(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	limit := time.Since(t0)
+	for i, row := range p.Arrivals() {
+		for j, at := range row {
+			if i != j && (at <= 0 || at > limit) {
+				t.Errorf("h%d→h%d: first arrival %v, want within (0, %v]", i+1, j+1, at, limit)
+			}
+		}
+	}
+	for i, at := range p.Started() {
+		if at <= 0 {
+			t.Errorf("h%d: no probe sent", i+1)
+		}
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/booture/booture/internal/lab"
@@ -23,12 +25,13 @@ func (b *bench) controlPlane() error {
 	}
 	rounds := b.rounds(3, 1)
 	b.note(sec, "Join convergence: a fresh lab per run; h1 starts first, then the others; h1 makes one invitation per booture; then every other booture runs `booture join TOKEN` at the same moment. "+
-		"*peers* is the time from the joins until every booture's `status` lists every other alive and its `wg show` has a peer with its site for each (polled every 100 ms: the poll itself costs CPU on %d cores); "+
-		"*pings* is until pings pass from h1 to all, all to h1, and around the ring (a ping without reply is sent again after its 1 s wait, so *pings* has a resolution of about 1 s: a first packet that waits for a WireGuard handshake costs a second).", b.res.Machine.Cores)
-	jc := &Curve{ID: "join-convergence", Title: "Join convergence vs number of bootures (namespace lab)", XLabel: "bootures", YLabel: "seconds from the joins",
-		Series: []Series{{Name: "every peer alive + WireGuard peer"}, {Name: "pings pass (star + ring)"}}}
+		"*WireGuard peers* is the time from the joins until every booture's WireGuard interface has a peer for each other booture (a booture only has a peer for a booture gossip shows up); the bench reads the interfaces through their control sockets every %v, which costs the daemons little. "+
+		"*First packet* is measured from the moment the last `booture join` answered: every booture sends a UDP datagram to every other's mesh IPv4 every %v until it answers, and each notes when the first datagram from each other one arrives; *both ways, every pair* is when the last of these first arrivals happened (each of the N×(N−1) directions has passed traffic), *after configured on both sides* is, per direction, the arrival minus the moment both bootures of the pair had each other as a WireGuard peer (as the poll saw it: up to %v late), over every direction of every run. "+
+		"Everything (daemons, probes, polls) shares %d cores.", peerPoll, probeEvery, peerPoll, b.res.Machine.Cores)
+	jc := &Curve{ID: "join-convergence", Title: "Join convergence vs number of bootures (namespace lab)", XLabel: "bootures", YLabel: "seconds",
+		Series: []Series{{Name: "every WireGuard peer configured (from the joins)"}, {Name: "first packet both ways, every pair (from the last join answer)"}}}
 	b.curve(jc)
-	peersSeries, pingSeries := &jc.Series[0], &jc.Series[1]
+	peersSeries, firstSeries := &jc.Series[0], &jc.Series[1]
 	var kept *lab.Lab
 	defer func() {
 		if kept != nil {
@@ -36,12 +39,14 @@ func (b *bench) controlPlane() error {
 		}
 	}()
 	for _, n := range sizes {
-		fp := b.figure(sec, joinTable, fmt.Sprintf("%d bootures: every peer alive + WireGuard peer", n), "s",
-			fmt.Sprintf("bench/run.sh -only control: %d hosts; h1: booture invite ×%d; h2..h%d: booture join TOKEN at once; poll status + wg show", n, n-1, n))
-		fa := b.figure(sec, joinTable, fmt.Sprintf("%d bootures: pings pass (star + ring)", n), "s", fp.Command+"; ping mesh IPv4s")
+		cmd := fmt.Sprintf("bench/run.sh -only control: %d hosts; h1: booture invite ×%d; h2..h%d: booture join TOKEN at once", n, n-1, n)
+		fp := b.figure(sec, joinTable, fmt.Sprintf("%d bootures: every WireGuard peer configured", n), "s", cmd+"; poll the WireGuard interfaces")
+		fa := b.figure(sec, joinTable, fmt.Sprintf("%d bootures: first packet both ways, every pair", n), "s", cmd+"; UDP probes between all mesh IPv4s, from the last join answer")
+		fc := b.figure(sec, joinTable, fmt.Sprintf("%d bootures: first packet after configured on both sides, per direction", n), "ms", cmd+"; UDP probes; arrival − both WireGuard peers seen")
+		var after []float64
 		for r := 0; r < rounds; r++ {
-			l, tp, ta, err := b.joinOnce(n)
-			if err != nil && tp == 0 {
+			l, jr, err := b.joinOnce(n)
+			if err != nil && jr.peers == 0 {
 				fp.fail(err)
 				if l != nil {
 					l.Close()
@@ -51,11 +56,14 @@ func (b *bench) controlPlane() error {
 				}
 				continue
 			}
-			fp.add(tp.Seconds())
+			fp.add(jr.peers.Seconds())
 			if err != nil {
 				fa.fail(err)
 			} else {
-				fa.add(ta.Seconds())
+				fa.add(jr.firstPacket.Seconds())
+				for _, d := range jr.afterConfigured {
+					after = append(after, float64(d)/float64(time.Millisecond))
+				}
 			}
 			if n == 10 && r == rounds-1 {
 				kept = l
@@ -63,11 +71,15 @@ func (b *bench) controlPlane() error {
 				l.Close()
 			}
 		}
+		// One sample per direction of every run: the spread is over pairs.
+		for _, v := range after {
+			fc.add(v)
+		}
 		if len(fp.Samples) > 0 {
 			peersSeries.Points = append(peersSeries.Points, point(float64(n), fp.Samples))
 		}
 		if len(fa.Samples) > 0 {
-			pingSeries.Points = append(pingSeries.Points, point(float64(n), fa.Samples))
+			firstSeries.Points = append(firstSeries.Points, point(float64(n), fa.Samples))
 		}
 	}
 	b.save()
@@ -81,39 +93,154 @@ func (b *bench) controlPlane() error {
 	return b.partition(kept)
 }
 
+const (
+	// peerPoll is how often the join benchmark reads the WireGuard
+	// interfaces, probeEvery how often a probe is sent again.
+	peerPoll   = 20 * time.Millisecond
+	probeEvery = 10 * time.Millisecond
+)
+
+// joinRun is what one join convergence measured.
+type joinRun struct {
+	// peers: from the joins until every booture has every other as a
+	// WireGuard peer.
+	peers time.Duration
+	// firstPacket: from the last join answer until a datagram has passed
+	// in each direction between every two bootures.
+	firstPacket time.Duration
+	// afterConfigured: per direction, the first arrival minus when both
+	// bootures of the pair had each other as a WireGuard peer.
+	afterConfigured []time.Duration
+}
+
 // joinOnce makes a lab of n hosts and measures one join convergence.
-func (b *bench) joinOnce(n int) (*lab.Lab, time.Duration, time.Duration, error) {
+func (b *bench) joinOnce(n int) (*lab.Lab, joinRun, error) {
+	var jr joinRun
 	l, err := b.newLab(lab.Options{Hosts: n})
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, jr, err
 	}
 	if err := startFounderFirst(l, 8); err != nil {
-		return l, 0, 0, err
+		return l, jr, err
 	}
 	toks, err := invite(l.H(1), n-1)
 	if err != nil {
-		return l, 0, 0, err
+		return l, jr, err
+	}
+	before, err := statuses(l.Hosts)
+	if err != nil {
+		return l, jr, err
+	}
+	keys := make([]string, n)
+	for i, st := range before {
+		keys[i] = st.PublicKey
 	}
 	time.Sleep(time.Second) // let the starts settle
 	t0 := time.Now()
-	if err := parallel(n-1, n, func(i int) error { return l.Hosts[i+1].Join(toks[i]) }); err != nil {
-		return l, 0, 0, err
-	}
-	if err := lab.Eventually(b.ctx, 60*time.Second, 100*time.Millisecond, func() error { return lab.CheckPeers(l.Hosts...) }); err != nil {
-		return l, 0, 0, err
-	}
-	tp := time.Since(t0)
-	sts, err := statuses(l.Hosts)
+	watch, err := lab.WatchPeers(l.Hosts, keys, peerPoll, t0)
 	if err != nil {
-		return l, 0, 0, err
+		return l, jr, err
 	}
-	if err := pingStarAndRing(l.Hosts, sts, 30*time.Second); err != nil {
-		return l, tp, 0, fmt.Errorf("pings did not pass within 30 s: %w", err)
+	defer watch.Close()
+	addrs := make([]netip.Addr, n)
+	addrs[0], err = netip.ParseAddr(before[0].MeshIPv4)
+	if err != nil {
+		return l, jr, fmt.Errorf("h1's mesh address: %w", err)
 	}
-	ta := time.Since(t0)
-	logf("join convergence, %d bootures: peers %s, pings %s", n, seconds(tp), seconds(ta))
-	return l, tp, ta, nil
+	var mu sync.Mutex
+	var lastJoin time.Time
+	err = parallel(n-1, n, func(i int) error {
+		h := l.Hosts[i+1]
+		if err := h.Join(toks[i]); err != nil {
+			return err
+		}
+		mu.Lock()
+		lastJoin = time.Now()
+		mu.Unlock()
+		st, err := status(h)
+		if err != nil {
+			return err
+		}
+		addrs[i+1], err = netip.ParseAddr(st.MeshIPv4)
+		if err != nil {
+			return fmt.Errorf("%s's mesh address: %w", h.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return l, jr, err
+	}
+	probes, err := lab.StartProbes(l.Hosts, addrs, probeEvery, lastJoin)
+	if err != nil {
+		return l, jr, err
+	}
+	defer probes.Close()
+	perr := probes.Wait(b.ctx, 30*time.Second)
+	probes.Close()
+	// Every peer configured: the poll has seen all by now unless the mesh
+	// did not converge.
+	if err := lab.Eventually(b.ctx, 60*time.Second, 100*time.Millisecond, func() error {
+		for i, row := range watch.Configured() {
+			for j, at := range row {
+				if i != j && at == 0 {
+					return fmt.Errorf("%s has no WireGuard peer for %s", l.Hosts[i].Name, l.Hosts[j].Name)
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		return l, jr, err
+	}
+	conf := watch.Configured()
+	arr := probes.Arrivals()
+	started := probes.Started()
+	for i := range n {
+		for j := range n {
+			if i != j {
+				jr.peers = max(jr.peers, conf[i][j])
+			}
+		}
+	}
+	if perr != nil {
+		return l, jr, fmt.Errorf("first packets: %w", perr)
+	}
+	// conf counts from t0, arrivals from the last join answer.
+	shift := lastJoin.Sub(t0)
+	type direction struct {
+		name             string
+		arrival, after   time.Duration
+		fromConf, toConf time.Duration
+	}
+	var dirs []direction
+	for i := range n {
+		for j := range n {
+			if i == j {
+				continue
+			}
+			jr.firstPacket = max(jr.firstPacket, arr[i][j])
+			// From when both had the peer, or when i first sent if later
+			// (the probes start once every join has answered).
+			both := max(conf[i][j]-shift, conf[j][i]-shift, started[i])
+			after := max(0, arr[i][j]-both)
+			jr.afterConfigured = append(jr.afterConfigured, after)
+			dirs = append(dirs, direction{l.Hosts[i].Name + "→" + l.Hosts[j].Name, arr[i][j], after, conf[i][j] - shift, conf[j][i] - shift})
+		}
+	}
+	if err := lab.Eventually(b.ctx, 30*time.Second, 250*time.Millisecond, func() error { return lab.CheckPeers(l.Hosts...) }); err != nil {
+		return l, jr, err
+	}
+	slices.SortFunc(dirs, func(a, b direction) int { return int(b.arrival - a.arrival) })
+	var slow []string
+	for _, d := range dirs[:min(3, len(dirs))] {
+		slow = append(slow, fmt.Sprintf("%s at %s (peers configured at %s and %s, %s after both)", d.name, ms(d.arrival), ms(d.fromConf), ms(d.toConf), ms(d.after)))
+	}
+	logf("join convergence, %d bootures: WireGuard peers %s from the joins; the last join answered %s after them; probes sent from %s after it; first packet both ways, every pair %s after it (slowest: %s)",
+		n, seconds(jr.peers), seconds(shift), ms(slices.Min(started)), seconds(jr.firstPacket), strings.Join(slow, "; "))
+	return l, jr, nil
 }
+
+// ms formats d in milliseconds.
+func ms(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
 
 // deadDetection kills the last booture of l with kill -9 and measures how
 // long the others take to show it dead.
