@@ -3,7 +3,6 @@ package lab_test
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -39,8 +38,11 @@ type floodStats struct {
 
 // floodGossipPort floods dst from the LAN host ns: rounds of conns streams
 // opened at once, each sending floodStart and fill bytes and kept open for
-// hold, until ctx ends or rounds are done.
-func floodGossipPort(ctx context.Context, ns *lab.NS, dst netip.AddrPort, rounds, conns, fill int, hold time.Duration, st *floodStats) error {
+// hold, until ctx ends or rounds are done. It calls started once the
+// first round's streams are open and written (or it gave up).
+func floodGossipPort(ctx context.Context, ns *lab.NS, dst netip.AddrPort, rounds, conns, fill int, hold time.Duration, st *floodStats, started func()) error {
+	started = sync.OnceFunc(started)
+	defer started()
 	filler := make([]byte, fill)
 	for r := 0; r < rounds && ctx.Err() == nil; r++ {
 		var open []net.Conn
@@ -71,6 +73,7 @@ func floodGossipPort(ctx context.Context, ns *lab.NS, dst netip.AddrPort, rounds
 			})
 		}
 		wg.Wait()
+		started()
 		select {
 		case <-ctx.Done():
 		case <-time.After(hold):
@@ -93,16 +96,15 @@ func floodRun(t testing.TB, l *lab.Lab) (peak int64, join time.Duration, st *flo
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	flooded := make(chan error, 1)
+	flooding := make(chan struct{})
 	go func() {
-		flooded <- floodGossipPort(ctx, &attacker.NS, netip.AddrPortFrom(h1.IP, gossipPort), 6, 400, 256<<10, time.Second, st)
+		flooded <- floodGossipPort(ctx, &attacker.NS, netip.AddrPortFrom(h1.IP, gossipPort), 6, 400, 256<<10, time.Second, st, func() { close(flooding) })
 	}()
 	// The join starts once the flood is under way.
-	must(t, lab.Eventually(ctx, 10*time.Second, 10*time.Millisecond, func() error {
-		if st.opened.Load() < 400 {
-			return fmt.Errorf("%d flood streams open", st.opened.Load())
-		}
-		return nil
-	}))
+	<-flooding
+	if st.opened.Load() == 0 {
+		t.Fatalf("the flood opened no stream (%d refused)", st.refused.Load())
+	}
 	t0 := time.Now()
 	joinErr := h2.Join(tok)
 	join = time.Since(t0)
