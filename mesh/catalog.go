@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -76,7 +77,7 @@ type catalogWire struct {
 const catalogVersion = 2
 
 // encodeCatalog encodes and signs a catalog message.
-func encodeCatalog(priv key.PrivateKey, from string, version int64, services []catalog.Service, c *sigCost) ([]byte, error) {
+func encodeCatalog(priv key.PrivateKey, from string, version int64, services []catalog.Service, count *atomic.Int64) ([]byte, error) {
 	if services == nil {
 		services = []catalog.Service{}
 	}
@@ -86,7 +87,7 @@ func encodeCatalog(priv key.PrivateKey, from string, version int64, services []c
 	}
 	pub := priv.Public()
 	w := catalogWire{V: catalogVersion, From: from, Key: pub, Version: version, Services: raw,
-		Sig: sign(priv, catalogMessage(from, pub, version, raw), c)}
+		Sig: sign(priv, catalogMessage(from, pub, version, raw), count)}
 	return json.Marshal(w)
 }
 
@@ -252,7 +253,7 @@ func (n *Node) catalogAnswerLocked() ([]byte, error) {
 	self := n.st.Self
 	if n.catalogSent == nil || n.catalogSentFor != self.Catalog || n.catalogSentName != self.Name {
 		// SetServices drops it when the services change.
-		b, err := encodeCatalog(n.priv, self.Name, self.Catalog, n.localServices, &n.signing)
+		b, err := encodeCatalog(n.priv, self.Name, self.Catalog, n.localServices, &n.signs)
 		if err != nil {
 			return nil, err
 		}

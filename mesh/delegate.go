@@ -277,11 +277,21 @@ func (n *Node) upsertLocked(r Record, live bool) bool {
 // signed record is held.
 var errUnsignedAfterSigned = errors.New("unsigned, but its owner signs its records")
 
+// errNameTaken refuses a record whose name another booture holds.
+var errNameTaken = errors.New("its name is another booture's")
+
 // vetLocked checks a record received from the network against the one held
 // for its key (old, if had): see upsertLocked.
 func (n *Node) vetLocked(r *Record, old Record, had, checked bool) error {
 	if err := checkTimes(r, n.now()); err != nil {
 		return err
+	}
+	// A name is a booture's as its key is (services and DNS names hang
+	// on it): taken until its holder leaves or is expelled, as at a join
+	// and in NotifyAlive. A booture signing a record of its own under
+	// another's name is not speaking for itself either.
+	if cur, ok := n.byNameLocked(r.Name); ok && cur.PublicKey != r.PublicKey && !cur.Left() {
+		return errNameTaken
 	}
 	switch {
 	case r.Sig.IsZero():
@@ -307,6 +317,8 @@ func (n *Node) refusedLocked(r Record, err error) {
 	switch {
 	case errors.Is(err, errBadSignature):
 		n.log.Warn("refusing a record not signed by the booture it names (a forgery, or a bug)", "peer", r.Name, "key", r.PublicKey.String())
+	case errors.Is(err, errNameTaken):
+		n.log.Warn("refusing a record under the name of another booture", "peer", r.Name, "key", r.PublicKey.String())
 	case errors.Is(err, errFuture):
 		n.log.Warn("refusing a record from the future: check that both bootures' clocks are right", "peer", r.Name, "err", err)
 	default:
@@ -314,13 +326,14 @@ func (n *Node) refusedLocked(r Record, err error) {
 	}
 }
 
-// firstLocked reports whether what is said of key is said for the first
-// time (since start, or since the memory of it was last cleared).
-func (n *Node) firstLocked(key key.PublicKey, what string) bool {
+// firstLocked reports whether what is said of the booture with key pub is
+// said for the first time (since start, or since the memory of it was last
+// cleared).
+func (n *Node) firstLocked(pub key.PublicKey, what string) bool {
 	if n.said == nil || len(n.said) > 4*MaxSite {
 		n.said = make(map[said]bool)
 	}
-	k := said{key, what}
+	k := said{pub, what}
 	if n.said[k] {
 		return false
 	}
@@ -449,6 +462,10 @@ func (e *events) NotifyAlive(m *memberlist.Node) error {
 	defer n.mu.Unlock()
 	r, err := n.decodeMetaLocked(m.Name, nodeGossipAddr(m), m.Meta)
 	if err != nil {
+		if errors.Is(err, errBadSignature) && n.firstLocked(key.PublicKey{}, "forged metadata of "+m.Name) {
+			n.log.Warn("refusing a record not signed by the booture it names (a forgery, or a bug)",
+				"peer", m.Name, "address", nodeGossipAddr(m).String())
+		}
 		return fmt.Errorf("booture %s: %w", m.Name, err)
 	}
 	if r.PublicKey == n.pub {

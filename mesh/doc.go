@@ -7,7 +7,9 @@
 // booture keeps its site and is found again when it comes back), and turns
 // invitations, expulsions and merges of meshes into changes of that roster and
 // of the mesh's credentials. Bootures also trade digests of their views, so
-// that one that gossip left behind catches up at once (digest.go).
+// that one that gossip left behind catches up at once (digest.go). Each
+// booture signs its own record and catalog with its WireGuard key, and the
+// others take from a booture only what it says of itself (sign.go).
 //
 // The package also holds the pure parts the daemon builds on: the address
 // plan (sites inside 10.77.0.0/16 and a ULA /48 derived from the mesh's

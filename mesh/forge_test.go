@@ -317,3 +317,44 @@ func TestPlanSkipsTakenKeys(t *testing.T) {
 		t.Fatalf("skips = %+v, want c (a member's key) and d (ours)", skips)
 	}
 }
+
+// TestForgedNameRefused: a rogue booture signs a record of its own under
+// another booture's name, then a catalog of its own under that name with a
+// service pointing outside: both are refused, and the victim keeps its
+// name.
+func TestForgedNameRefused(t *testing.T) {
+	nodes := startCluster(t, 2)
+	victim, a := nodes[0], nodes[1]
+	r := startRogue(t, "rogue")
+	r.joinVia(a)
+	all := []*testNode{victim, a, r.testNode}
+	waitfor.Cond(t, 20*time.Second, "convergence", func() bool { return converged(all) })
+
+	r.mu.Lock()
+	own := r.selfLocked()
+	r.mu.Unlock()
+	own.Name, own.Gen = "b1", own.Gen+1
+	own.Catalog = own.Gen
+	r.tell(t, a, signed(r.priv, own))
+	if p, ok := a.View().Peer("b1"); !ok || p.PublicKey != victim.PublicKey() {
+		t.Fatalf("a's b1 is %+v", p)
+	}
+	for _, p := range a.View().Peers {
+		if p.PublicKey == r.PublicKey() && p.Name != "rogue" {
+			t.Fatalf("a lists the rogue as %s", p.Name)
+		}
+	}
+
+	evil := svc("b1", "cloud", catalog.HealthHealthy)
+	evil.URL = "http://203.0.113.66/"
+	b, err := encodeCatalog(r.priv, "b1", own.Gen, []catalog.Service{evil}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.handleCatalog(b)
+	for _, s := range a.Services() {
+		if s.Booture == "b1" {
+			t.Fatalf("a took the rogue's catalog under b1's name: %+v", s)
+		}
+	}
+}
