@@ -91,6 +91,10 @@ type Config struct {
 	// PluginDirs are searched for booture-plugin-* binaries, after the
 	// managed directory STATE_DIR/plugins.
 	PluginDirs []string
+	// PluginUser is who plugins run as: a user name or uid; empty means
+	// booture-plugin if that user exists, else nobody; root means as the
+	// daemon (plugins then can do all that root can).
+	PluginUser string
 	// DNSUpstreams are resolvers for names outside the mesh (port 53 when
 	// the setting gives none); empty means those of /etc/resolv.conf.
 	DNSUpstreams []netip.AddrPort
@@ -125,6 +129,7 @@ type settings struct {
 	DNSPort             int            `toml:"dns_port"`
 	LANHTTP             string         `toml:"lan_http"`
 	PluginDirs          []string       `toml:"plugin_dirs"`
+	PluginUser          string         `toml:"plugin_user"`
 	DNSUpstreams        []string       `toml:"dns_upstreams"`
 	Services            []catalog.Spec `toml:"service"`
 }
@@ -174,6 +179,7 @@ func (s settings) parse() (Config, error) {
 		WGPort: s.WGPort, GossipPort: s.GossipPort, MTU: s.MTU, Resync: s.Resync, LogFormat: s.LogFormat,
 		AllowMemberToMember: s.AllowMemberToMember, Uplink: s.Uplink, Domain: s.Domain,
 		HTTPPort: s.HTTPPort, DNSPort: s.DNSPort, PluginDirs: s.PluginDirs, Services: s.Services,
+		PluginUser: s.PluginUser,
 	}
 	if s.Listen != "" {
 		ip, err := netip.ParseAddr(s.Listen)
@@ -352,6 +358,7 @@ var flagFields = map[string]func(dst, src *settings){
 	"dns-port":               func(d, s *settings) { d.DNSPort = s.DNSPort },
 	"lan-http":               func(d, s *settings) { d.LANHTTP = s.LANHTTP },
 	"plugin-dir":             func(d, s *settings) { d.PluginDirs = s.PluginDirs },
+	"plugin-user":            func(d, s *settings) { d.PluginUser = s.PluginUser },
 }
 
 func copyFlag(dst, src *settings, name string) {
@@ -384,6 +391,7 @@ func bindFlags(fs *flag.FlagSet, c *settings) {
 	fs.IntVar(&c.DNSPort, "dns-port", c.DNSPort, "port of the DNS server on the mesh addresses")
 	fs.StringVar(&c.LANHTTP, "lan-http", c.LANHTTP, "auto: serve public services on the LAN address too; off: never")
 	fs.Var((*stringList)(&c.PluginDirs), "plugin-dir", "extra directory searched for booture-plugin-* binaries (repeatable)")
+	fs.StringVar(&c.PluginUser, "plugin-user", c.PluginUser, "user plugins run as; they read only the files it may (default: booture-plugin if it exists, else nobody; root: as the daemon)")
 }
 
 type stringList []string

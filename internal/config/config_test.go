@@ -265,3 +265,22 @@ func TestValidateTyped(t *testing.T) {
 		}
 	}
 }
+
+func TestPluginUser(t *testing.T) {
+	if c := Default(); c.PluginUser != "" {
+		t.Errorf("default plugin user %q, want empty (booture-plugin or nobody)", c.PluginUser)
+	}
+	file := writeConfig(t, "plugin_user = \"www-data\"\n")
+	c, err := Load([]string{"--config", file}, &bytes.Buffer{})
+	if err != nil || c.PluginUser != "www-data" {
+		t.Fatalf("from the file: %q, %v", c.PluginUser, err)
+	}
+	if c, err = Load([]string{"--config", file, "--plugin-user", "root"}, &bytes.Buffer{}); err != nil || c.PluginUser != "root" {
+		t.Fatalf("the flag wins: %q, %v", c.PluginUser, err)
+	}
+	var out bytes.Buffer
+	Load([]string{"--help"}, &out)
+	if !strings.Contains(out.String(), "plugin-user") || !strings.Contains(out.String(), "nobody") {
+		t.Errorf("--help does not explain --plugin-user:\n%s", out.String())
+	}
+}

@@ -32,21 +32,50 @@ func pluginDirs(cfg []string) []string {
 	return dirs
 }
 
-// pluginSocketDir puts plugins' sockets next to the admin socket (a
-// directory only root can enter), unless that path is too long for unix
-// sockets; then the host's default is used.
-func pluginSocketDir(adminSocket string) string {
+// pluginSocketDir is where plugins make their sockets. Plugins that run
+// as root get a directory next to the admin socket (one only root can
+// enter); plugins that run as another user must pass through every
+// directory above theirs, so they get one beside the admin socket's
+// directory (/run/booture-plugins). Too long a path for unix sockets gives
+// the host's default.
+func pluginSocketDir(adminSocket string, user *host.User) string {
 	dir := filepath.Join(filepath.Dir(adminSocket), "plugins")
+	if user != nil {
+		dir = filepath.Join(filepath.Dir(filepath.Dir(adminSocket)), "booture-plugins")
+	}
 	if len(dir) > 60 {
 		return ""
 	}
 	return dir
 }
 
+// pluginUser resolves the configured plugin user. A daemon that is not
+// root cannot switch: its plugins run as itself.
+func (d *Daemon) pluginUser() (*host.User, error) {
+	u, err := host.LookupUser(d.cfg.PluginUser)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case u == nil:
+		d.log.Warn("plugins run as root (plugin_user)")
+	case os.Geteuid() != 0:
+		d.log.Info("plugins run as the daemon's user: the daemon is not root", "plugin_user", u.Name)
+		return nil, nil
+	default:
+		d.log.Info("plugins run as an unprivileged user", "plugin_user", u.Name, "uid", u.UID)
+	}
+	return u, nil
+}
+
 // startPlugins creates the plugin host for the declared services.
 func (d *Daemon) startPlugins() error {
 	v := d.node.View()
 	v4, v6 := v.Site.Booture()
+	user, err := d.pluginUser()
+	if err != nil {
+		return fmt.Errorf("plugin host: %w", err)
+	}
 	m, err := host.New(host.Options{
 		StateDir:   d.cfg.StateDir,
 		PluginDirs: pluginDirs(d.cfg.PluginDirs),
@@ -54,7 +83,8 @@ func (d *Daemon) startPlugins() error {
 		Mesh:       host.Mesh{Booture: d.cfg.Name, Domain: d.cfg.Domain, IPv4: v4, IPv6: v6},
 		MeshInfo:   meshInfo{d},
 		Logger:     d.log.With("subsystem", "plugins"),
-		SocketDir:  pluginSocketDir(d.cfg.Socket),
+		SocketDir:  pluginSocketDir(d.cfg.Socket, user),
+		User:       user,
 	})
 	if err != nil {
 		return fmt.Errorf("plugin host: %w", err)

@@ -169,6 +169,13 @@ func create(ctx context.Context, opts Options, maxHosts int) (l *Lab, err error)
 		unregister(id)
 		return nil, err
 	}
+	// bootured runs plugins as nobody: they pass through the lab's folder
+	// to a site's folder in it (the daemons' state directories stay 0700).
+	if err := os.Chmod(dir, 0o711); err != nil {
+		os.RemoveAll(dir)
+		unregister(id)
+		return nil, err
+	}
 	l = &Lab{ID: id, Dir: dir, Bin: bin, opts: opts}
 	if err := writeRegistration(id, dir); err != nil {
 		l.Close()

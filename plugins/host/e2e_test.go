@@ -46,7 +46,7 @@ func TestRealPlugins(t *testing.T) {
 			{Plugin: "nextcloud", Name: "cloud", Upstream: up.URL},
 			{Plugin: "mastodon", Upstream: up.URL},
 			{Plugin: "peertube", Name: "videos", Upstream: up.URL, Access: catalog.AccessPublic},
-			{Plugin: "staticsite", Name: "site", Settings: map[string]string{"root": t.TempDir()}},
+			{Plugin: "staticsite", Name: "site", Settings: map[string]string{"root": sharedDir(t)}},
 		},
 	})
 	waitfor.Cond(t, 20*time.Second, "every service healthy", func() bool {

@@ -45,6 +45,32 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// testUser is who the tests' plugins run as: nobody when the tests run as
+// root (as the daemon runs them by default), else the tests' own user.
+func testUser() *User {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := LookupUser("nobody")
+	if err != nil {
+		return nil
+	}
+	return u
+}
+
+// sharedDir returns a folder the plugins (run as testUser) may read and
+// write: a plugin reads only what its user may.
+func sharedDir(t testing.TB) string {
+	t.Helper()
+	d := t.TempDir()
+	for dir, mode := range map[string]os.FileMode{filepath.Dir(d): 0o711, d: 0o777} {
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
 // fastTiming keeps tests quick; every wait in tests is bounded separately.
 func fastTiming() Timing {
 	return Timing{
@@ -132,6 +158,9 @@ func start(t *testing.T, opts Options) *harness {
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		opts.SocketDir = dir
+	}
+	if opts.User == nil {
+		opts.User = testUser()
 	}
 	if opts.Timing == (Timing{}) {
 		opts.Timing = fastTiming()

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,7 +106,7 @@ func TestCrashIsRestartedWithBackoff(t *testing.T) {
 		return p.State == StateRunning && p.PID != 0 && p.PID != pid && p.Restarts == 1
 	})
 	// The killed process's socket was cleaned up: only the new one is left.
-	if socks, _ := filepath.Glob(filepath.Join(h.m.opts.SocketDir, "plugin*")); len(socks) != 1 {
+	if socks, _ := filepath.Glob(filepath.Join(h.m.opts.SocketDir, "*", "plugin*")); len(socks) != 1 {
 		t.Errorf("sockets left: %v", socks)
 	}
 	if p := h.plugin("alpha"); !strings.Contains(p.LastError, fmt.Sprintf("plugin process %d", pid)) {
@@ -121,7 +122,7 @@ func TestCrashIsRestartedWithBackoff(t *testing.T) {
 
 func TestHangIsKilledAndRestarted(t *testing.T) {
 	up := upstream(t, "ok")
-	control := t.TempDir()
+	control := sharedDir(t)
 	h := start(t, Options{
 		PluginDirs: []string{pluginDir(t, "alpha")},
 		Specs:      []catalog.Spec{{Plugin: "alpha", Upstream: up.URL, Settings: map[string]string{"control": control}}},
@@ -143,7 +144,7 @@ func TestHangIsKilledAndRestarted(t *testing.T) {
 
 func TestCrashLoopEndsFailed(t *testing.T) {
 	up := upstream(t, "ok")
-	control := t.TempDir()
+	control := sharedDir(t)
 	h := start(t, Options{
 		PluginDirs: []string{pluginDir(t, "alpha", "crasher")},
 		Specs: []catalog.Spec{
@@ -528,7 +529,7 @@ func runChild() {
 		os.Exit(2)
 	}
 	m, err := New(Options{
-		StateDir: cfg.State, PluginDirs: []string{cfg.Dir}, Mesh: Mesh{Booture: "child"}, SocketDir: cfg.Sockets,
+		StateDir: cfg.State, PluginDirs: []string{cfg.Dir}, Mesh: Mesh{Booture: "child"}, SocketDir: cfg.Sockets, User: testUser(),
 		Specs:  []catalog.Spec{{Plugin: "alpha", Upstream: "http://127.0.0.1:9"}, {Plugin: "beta", Upstream: "http://127.0.0.1:9"}},
 		Timing: fastTiming(), Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
@@ -569,6 +570,9 @@ func TestNoOrphansWhenHostIsKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sockets) })
+	if err := os.Chmod(sockets, 0o711); err != nil { // the plugin user passes through
+		t.Fatal(err)
+	}
 	cfg, _ := json.Marshal(map[string]string{"State": t.TempDir(), "Dir": pluginDir(t, "alpha", "beta"), "Sockets": filepath.Join(sockets, "p")})
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(cfg), "TMPDIR="+sockets)
@@ -637,3 +641,89 @@ func (fakeMesh) Bootures(context.Context) ([]catalog.Booture, error) {
 }
 
 func (fakeMesh) Services(context.Context) ([]catalog.Service, error) { return nil, nil }
+
+// TestPluginRunsAsTheConfiguredUser: a plugin runs as the plugin user, not
+// as the root daemon, even when that user may not enter the directory of
+// its binary (the state directory is root's alone); it is still checked
+// against its pin, and its socket directory is removed after it.
+func TestPluginRunsAsTheConfiguredUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start a process as another user")
+	}
+	u, err := LookupUser("nobody")
+	if err != nil || u == nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	dir := pluginDir(t, "alpha") // t.TempDir: 0700, root's
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	up := upstream(t, "ok")
+	h := start(t, Options{User: u, PluginDirs: []string{dir}, Specs: []catalog.Spec{{Plugin: "alpha", Upstream: up.URL}}})
+	waitfor.Cond(t, 10*time.Second, "alpha running", func() bool { return h.plugin("alpha").State == StateRunning })
+	pid := h.plugin("alpha").PID
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := strconv.Itoa(int(u.UID)), strconv.Itoa(int(u.GID))
+	for _, line := range strings.Split(string(status), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		f := strings.Fields(v)
+		switch k {
+		case "Uid":
+			if !slices.Equal(f, []string{uid, uid, uid, uid}) {
+				t.Errorf("plugin %s, want %s everywhere", line, uid)
+			}
+		case "Gid":
+			if !slices.Equal(f, []string{gid, gid, gid, gid}) {
+				t.Errorf("plugin %s, want %s everywhere", line, gid)
+			}
+		case "Groups":
+			if slices.Contains(f, "0") {
+				t.Errorf("plugin kept root's group: %s", line)
+			}
+		case "CapEff":
+			if strings.Trim(strings.TrimSpace(v), "0") != "" {
+				t.Errorf("plugin has capabilities: %s", line)
+			}
+		}
+	}
+	if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err != nil || exe != filepath.Join(dir, BinaryPrefix+"alpha") {
+		t.Errorf("plugin runs %q (%v)", exe, err)
+	}
+	entries, _ := os.ReadDir(h.m.opts.SocketDir)
+	if len(entries) != 1 {
+		t.Fatalf("socket dir holds %d entries, want the plugin's own directory", len(entries))
+	}
+	if fi, err := os.Stat(filepath.Join(h.m.opts.SocketDir, entries[0].Name())); err != nil || fi.Sys().(*syscall.Stat_t).Uid != u.UID {
+		t.Errorf("the plugin's socket directory is not the plugin user's: %v", err)
+	}
+	h.stop()
+	if entries, _ := os.ReadDir(h.m.opts.SocketDir); len(entries) != 0 {
+		t.Errorf("socket directories left after the plugin stopped: %v", entries)
+	}
+}
+
+func TestLookupUser(t *testing.T) {
+	if u, err := LookupUser("root"); err != nil || u != nil {
+		t.Errorf("root: %+v, %v (want nil: no switch)", u, err)
+	}
+	if u, err := LookupUser("0"); err != nil || u != nil {
+		t.Errorf("uid 0: %+v, %v", u, err)
+	}
+	if _, err := LookupUser("no-such-user-here"); err == nil {
+		t.Error("an unknown user was accepted")
+	}
+	nobody, err := LookupUser("nobody")
+	if err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	if byID, err := LookupUser(strconv.Itoa(int(nobody.UID))); err != nil || byID.UID != nobody.UID {
+		t.Errorf("by uid: %+v, %v", byID, err)
+	}
+	def, err := LookupUser("")
+	if err != nil || def == nil || def.Name != "booture-plugin" && def.Name != "nobody" {
+		t.Errorf("default: %+v, %v", def, err)
+	}
+}

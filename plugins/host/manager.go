@@ -99,10 +99,16 @@ type Options struct {
 	MeshInfo MeshInfo
 	// Logger receives the manager's and the plugins' logs; nil discards.
 	Logger *slog.Logger
-	// SocketDir is where plugins create their unix sockets; it must be
-	// short (socket paths are limited to ~107 bytes). Default:
-	// $TMPDIR/booture-plugins.
+	// SocketDir is where plugins create their unix sockets (each start in
+	// a directory of its own inside it); it must be short (socket paths are
+	// limited to ~107 bytes), and every directory above it must let User
+	// pass. Default: $TMPDIR/booture-plugins.
 	SocketDir string
+	// User is who plugins run as (see LookupUser); nil, or a daemon that
+	// is not root, runs them as the daemon's user. They then read only
+	// the files that user may read, with an empty environment and / as
+	// their working directory.
+	User *User
 	// PluginLogLevel is passed to plugins (debug, info, warn, error).
 	// Default: info.
 	PluginLogLevel string
@@ -351,9 +357,6 @@ func (m *Manager) Run(ctx context.Context) error {
 		sps = append(sps, sp)
 	}
 	m.mu.Unlock()
-	if err := os.MkdirAll(m.opts.SocketDir, 0o700); err != nil {
-		return fmt.Errorf("plugin host: socket dir: %w", err)
-	}
 	var wg sync.WaitGroup
 	for _, sp := range sps {
 		wg.Add(1)

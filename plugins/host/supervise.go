@@ -1,15 +1,17 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -75,7 +77,7 @@ type instance struct {
 	checked wire.CheckedRoutes
 	notes   []wire.Note
 	report  *wire.Report // last health answer
-	sock    string       // the plugin's unix socket, removed after it ends
+	sockDir string       // the plugin's socket directory, removed after it ends
 
 	release  chan struct{} // lets the forking thread exit
 	stopOnce sync.Once
@@ -90,10 +92,16 @@ func (m *Manager) specsOf(sp *supervised) []wire.Spec {
 }
 
 // start starts the binary at path, checks it against sum, and connects.
-func (m *Manager) start(name, path string, sum []byte) (*instance, error) {
-	if err := os.MkdirAll(m.opts.SocketDir, 0o700); err != nil {
-		return nil, fmt.Errorf("socket dir: %w", err)
+func (m *Manager) start(name, path string, sum []byte) (_ *instance, err error) {
+	sockDir, err := m.socketDir()
+	if err != nil {
+		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(sockDir)
+		}
+	}()
 	level := m.opts.PluginLogLevel
 	if level == "" {
 		level = "info"
@@ -102,10 +110,32 @@ func (m *Manager) start(name, path string, sum []byte) (*instance, error) {
 	cmd.Dir = "/"
 	cmd.Env = []string{
 		"PATH=" + pluginPath,
-		plugin.EnvUnixSocketDir + "=" + m.opts.SocketDir,
+		plugin.EnvUnixSocketDir + "=" + sockDir,
 		envLogLevel + "=" + level,
 	}
 	cmd.SysProcAttr = sysProcAttr()
+	// A fresh hash per start: SecureConfig never resets it.
+	secure := &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	var sockCfg *plugin.UnixSocketConfig
+	if u := m.opts.User; u.switches() {
+		// The plugin calls back through sockets the host makes (the
+		// broker's): give them to the plugin user's group, 0660, or the
+		// plugin may not connect. Mutual TLS still guards them.
+		sockCfg = &plugin.UnixSocketConfig{Group: strconv.FormatUint(uint64(u.GID), 10)}
+		// The plugin user may not enter the directory of the binary (the
+		// state directory is root's alone): the binary is opened here,
+		// checked, and run from the open file, so what runs is exactly
+		// what was checked.
+		bin, err := openPinned(path, sum)
+		if err != nil {
+			return nil, err
+		}
+		defer bin.Close() // the child has its own copy once started
+		if err := runAs(cmd, bin, u); err != nil {
+			return nil, err
+		}
+		secure = nil
+	}
 	plog := m.log.With("plugin", name)
 	var info wire.MeshInfo = noMesh{}
 	if m.opts.MeshInfo != nil {
@@ -115,8 +145,8 @@ func (m *Manager) start(name, path string, sum []byte) (*instance, error) {
 		HandshakeConfig:  pb.Handshake(),
 		VersionedPlugins: wire.PluginSets(info),
 		Cmd:              cmd,
-		// A fresh hash per start: SecureConfig never resets it.
-		SecureConfig:     &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
+		SecureConfig:     secure,
+		UnixSocketConfig: sockCfg,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
@@ -126,7 +156,7 @@ func (m *Manager) start(name, path string, sum []byte) (*instance, error) {
 		SyncStdout:       &lineWriter{emit: func(l string) { plog.Info("plugin stdout", "line", l) }},
 		SyncStderr:       &lineWriter{emit: func(l string) { plog.Info("plugin stderr", "line", l) }},
 	})
-	inst := &instance{client: client, cmd: cmd, path: path, release: make(chan struct{})}
+	inst := &instance{client: client, cmd: cmd, path: path, sockDir: sockDir, release: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		// The kernel sends the plugin its parent-death signal when the
@@ -139,6 +169,7 @@ func (m *Manager) start(name, path string, sum []byte) (*instance, error) {
 		<-inst.release
 	}()
 	if err := <-started; err != nil {
+		sockDir = "" // inst.stop removes it
 		inst.stop(false, 0)
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 			return nil, permanentError{fmt.Errorf("%w: %s changed since it was checked", ErrChecksumMismatch, path)}
@@ -146,10 +177,7 @@ func (m *Manager) start(name, path string, sum []byte) (*instance, error) {
 		return nil, fmt.Errorf("starting %s: %s", path, m.startError(err, cmd))
 	}
 	inst.pid = cmd.Process.Pid
-	if rc := client.ReattachConfig(); rc != nil && rc.Addr != nil && rc.Addr.Network() == "unix" &&
-		filepath.Dir(rc.Addr.String()) == filepath.Clean(m.opts.SocketDir) {
-		inst.sock = rc.Addr.String()
-	}
+	sockDir = "" // inst.stop removes it from now on
 	cp, err := client.Client()
 	if err != nil {
 		inst.stop(false, 0)
@@ -160,6 +188,64 @@ func (m *Manager) start(name, path string, sum []byte) (*instance, error) {
 		return nil, err
 	}
 	return inst, nil
+}
+
+// socketDir makes the directory one plugin process creates its unix
+// socket in: a new one per start inside Options.SocketDir, owned by the
+// plugin user. SocketDir itself must be the daemon's (no one else may
+// rename what is in it); it is 0711 when plugins run as another user (who
+// must pass through it, without seeing the others), else 0700.
+func (m *Manager) socketDir() (string, error) {
+	base := m.opts.SocketDir
+	mode := os.FileMode(0o700)
+	if m.opts.User.switches() {
+		mode = 0o711
+	}
+	if err := os.MkdirAll(base, mode); err != nil {
+		return "", fmt.Errorf("socket dir: %w", err)
+	}
+	fi, err := os.Lstat(base)
+	if err != nil {
+		return "", fmt.Errorf("socket dir: %w", err)
+	}
+	if uid, ok := fileOwner(fi); !fi.IsDir() || ok && uid != os.Geteuid() {
+		return "", fmt.Errorf("socket dir %s: not a directory of the daemon's user (uid %d); remove it or choose another", base, os.Geteuid())
+	}
+	if fi.Mode().Perm() != mode {
+		if err := os.Chmod(base, mode); err != nil {
+			return "", fmt.Errorf("socket dir: %w", err)
+		}
+	}
+	dir, err := os.MkdirTemp(base, "p")
+	if err != nil {
+		return "", fmt.Errorf("socket dir: %w", err)
+	}
+	if u := m.opts.User; u.switches() {
+		if err := os.Chown(dir, int(u.UID), int(u.GID)); err != nil {
+			os.Remove(dir)
+			return "", fmt.Errorf("socket dir: %w", err)
+		}
+	}
+	return dir, nil
+}
+
+// openPinned opens the binary at path and checks that it is the pinned
+// one (sum), reading it through the returned file.
+func openPinned(path string, sum []byte) (*os.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("starting %s: %w", path, err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("hashing %s: %w", path, err)
+	}
+	if !bytes.Equal(h.Sum(nil), sum) {
+		f.Close()
+		return nil, permanentError{fmt.Errorf("%w: %s changed since it was checked", ErrChecksumMismatch, path)}
+	}
+	return f, nil
 }
 
 // startError rewords go-plugin's handshake errors (v1.8.0's texts) for
@@ -204,8 +290,8 @@ func (inst *instance) stop(graceful bool, callTimeout time.Duration) {
 		defer close(inst.release)
 		// A killed plugin leaves its socket file behind.
 		defer func() {
-			if inst.sock != "" {
-				os.Remove(inst.sock)
+			if inst.sockDir != "" {
+				os.RemoveAll(inst.sockDir)
 			}
 		}()
 		if inst.client == nil {

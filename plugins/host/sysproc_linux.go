@@ -2,6 +2,7 @@ package host
 
 import (
 	"os"
+	"os/exec"
 	"syscall"
 )
 
@@ -20,4 +21,18 @@ func fileOwner(fi os.FileInfo) (int, bool) {
 		return 0, false
 	}
 	return int(st.Uid), true
+}
+
+// runAs makes cmd run the open binary bin as user u. The child execs its
+// inherited descriptor (/proc/self/fd/3, as fexecve does): the kernel
+// checks only that u may execute the file, not that u may enter the
+// directories on its path. The Credential is set before the parent-death
+// signal in the child, which therefore survives the switch.
+func runAs(cmd *exec.Cmd, bin *os.File, u *User) error {
+	cmd.Args = []string{cmd.Path} // what ps shows
+	cmd.Path = "/proc/self/fd/3"
+	cmd.Err = nil
+	cmd.ExtraFiles = []*os.File{bin}
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups}
+	return nil
 }

@@ -97,6 +97,7 @@ func TestPluginReloadDropsNoRequest(t *testing.T) {
 	l := lab.New(t, lab.Options{Hosts: 2, Binaries: bin})
 	h1, h2 := l.H(1), l.H(2)
 	dir := t.TempDir()
+	pluginReadable(t, dir)
 	site := filepath.Join(dir, "www")
 	must(t, os.MkdirAll(site, 0o755))
 	must(t, os.WriteFile(filepath.Join(site, "index.html"), []byte("hello\n"), 0o644))
@@ -165,6 +166,7 @@ func TestPluginReloadDropsNoRequest(t *testing.T) {
 	}
 	waitfor.Cond(t, 10*time.Second, "requests flowing before the reload", func() bool { return ok.Load() >= 10 })
 	before := pluginPID(t, h2)
+	checkNotRoot(t, before)
 	// A new binary (here the same program, reinstalled) and a reload.
 	must(t, h2.CLI("plugin", "install", plugin).Error())
 	r := h2.CLI("plugin", "reload", "staticsite")

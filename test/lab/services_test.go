@@ -29,6 +29,7 @@ func TestServices(t *testing.T) {
 	// Booture 2's plugin directory and config: a mesh-wide site and a
 	// members-only one.
 	dir := t.TempDir()
+	pluginReadable(t, dir)
 	plugins := filepath.Join(dir, "plugins")
 	must(t, os.MkdirAll(plugins, 0o755))
 	raw, err := os.ReadFile(bin.Path("staticsite"))
