@@ -289,12 +289,7 @@ func (n *Node) foundLocked() {
 
 // saveLocked writes the state file. n.mu must be held.
 func (n *Node) saveLocked() error {
-	p := n.st
-	p.Roster = make([]Record, 0, len(n.roster))
-	for _, r := range n.roster {
-		p.Roster = append(p.Roster, r)
-	}
-	sort.Slice(p.Roster, func(i, j int) bool { return p.Roster[i].Name < p.Roster[j].Name })
+	p := n.persistedLocked()
 	if err := store.WriteJSON(n.path, &p, 0o600); err != nil {
 		return fmt.Errorf("saving mesh state: %w", err)
 	}

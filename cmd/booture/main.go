@@ -165,6 +165,7 @@ keeps running with its old state.`,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return c.services(cmd.Context()) },
 	}))
 	root.AddCommand(c.pluginCommand(jsonFlag, args))
+	root.AddCommand(c.backupCommands(args)...)
 	return root
 }
 

@@ -41,6 +41,8 @@ type Config struct {
 	Name string
 	// StateDir holds keys, mesh state, members and plugin pins.
 	StateDir string
+	// File is the config file Load read ("" when none): backups keep it.
+	File string
 	// Socket is the admin API's unix socket.
 	Socket string
 	// SocketGroup, if set, is the group allowed to use the socket (mode
@@ -329,6 +331,7 @@ func Load(args []string, stderr io.Writer) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	cfg.File = file
 	return cfg, cfg.Validate()
 }
 

@@ -241,7 +241,7 @@ func (d *Daemon) serve(ctx context.Context, opts Options) (err error) {
 	wg.Go(func() { d.publishLoop(ctx) })
 
 	ln := d.apiListener
-	srv := &http.Server{Handler: api.Handler(d, d.log.With("subsystem", "api")), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: api.Handler(d, d.log.With("subsystem", "api")), ReadHeaderTimeout: 10 * time.Second, ConnContext: api.ConnContext}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
 	defer srv.Close()
