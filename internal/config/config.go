@@ -87,6 +87,11 @@ type Config struct {
 	HTTPPort int
 	// DNSPort is the port of the DNS server on the mesh addresses.
 	DNSPort int
+	// MeshTCPPorts and MeshUDPPorts are more ports of the mesh addresses
+	// that members and other bootures may reach through the tunnel, for a
+	// program the admin runs there (the gateway's and DNS's ports always
+	// are; nothing else of the host is reachable through the tunnel).
+	MeshTCPPorts, MeshUDPPorts []int
 	// LANHTTP serves public services on the LAN address while there are
 	// any (lan_http = "auto"); false is lan_http = "off".
 	LANHTTP bool
@@ -129,6 +134,8 @@ type settings struct {
 	Domain              string         `toml:"domain"`
 	HTTPPort            int            `toml:"http_port"`
 	DNSPort             int            `toml:"dns_port"`
+	MeshTCPPorts        []int          `toml:"mesh_tcp_ports"`
+	MeshUDPPorts        []int          `toml:"mesh_udp_ports"`
 	LANHTTP             string         `toml:"lan_http"`
 	PluginDirs          []string       `toml:"plugin_dirs"`
 	PluginUser          string         `toml:"plugin_user"`
@@ -181,7 +188,8 @@ func (s settings) parse() (Config, error) {
 		WGPort: s.WGPort, GossipPort: s.GossipPort, MTU: s.MTU, Resync: s.Resync, LogFormat: s.LogFormat,
 		AllowMemberToMember: s.AllowMemberToMember, Uplink: s.Uplink, Domain: s.Domain,
 		HTTPPort: s.HTTPPort, DNSPort: s.DNSPort, PluginDirs: s.PluginDirs, Services: s.Services,
-		PluginUser: s.PluginUser,
+		PluginUser:   s.PluginUser,
+		MeshTCPPorts: s.MeshTCPPorts, MeshUDPPorts: s.MeshUDPPorts,
 	}
 	if s.Listen != "" {
 		ip, err := netip.ParseAddr(s.Listen)
@@ -359,6 +367,8 @@ var flagFields = map[string]func(dst, src *settings){
 	"domain":                 func(d, s *settings) { d.Domain = s.Domain },
 	"http-port":              func(d, s *settings) { d.HTTPPort = s.HTTPPort },
 	"dns-port":               func(d, s *settings) { d.DNSPort = s.DNSPort },
+	"mesh-tcp-port":          func(d, s *settings) { d.MeshTCPPorts = s.MeshTCPPorts },
+	"mesh-udp-port":          func(d, s *settings) { d.MeshUDPPorts = s.MeshUDPPorts },
 	"lan-http":               func(d, s *settings) { d.LANHTTP = s.LANHTTP },
 	"plugin-dir":             func(d, s *settings) { d.PluginDirs = s.PluginDirs },
 	"plugin-user":            func(d, s *settings) { d.PluginUser = s.PluginUser },
@@ -392,6 +402,8 @@ func bindFlags(fs *flag.FlagSet, c *settings) {
 	fs.StringVar(&c.Domain, "domain", c.Domain, "DNS domain of the mesh's names")
 	fs.IntVar(&c.HTTPPort, "http-port", c.HTTPPort, "port of the gateway (services and portal) on the mesh addresses")
 	fs.IntVar(&c.DNSPort, "dns-port", c.DNSPort, "port of the DNS server on the mesh addresses")
+	fs.Var((*intList)(&c.MeshTCPPorts), "mesh-tcp-port", "another TCP port of the mesh addresses that members and bootures may reach, for a program of yours (repeatable; default: only the gateway's and DNS's)")
+	fs.Var((*intList)(&c.MeshUDPPorts), "mesh-udp-port", "another UDP port of the mesh addresses that members and bootures may reach (repeatable)")
 	fs.StringVar(&c.LANHTTP, "lan-http", c.LANHTTP, "auto: serve public services on the LAN address too; off: never")
 	fs.Var((*stringList)(&c.PluginDirs), "plugin-dir", "extra directory searched for booture-plugin-* binaries (repeatable)")
 	fs.StringVar(&c.PluginUser, "plugin-user", c.PluginUser, "user plugins run as; they read only the files it may (default: booture-plugin if it exists, else nobody; root: as the daemon)")
@@ -402,6 +414,18 @@ type stringList []string
 func (s *stringList) String() string { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error {
 	*s = append(*s, v)
+	return nil
+}
+
+type intList []int
+
+func (l *intList) String() string { return fmt.Sprint(*l) }
+func (l *intList) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("%q is not a number", v)
+	}
+	*l = append(*l, n)
 	return nil
 }
 
@@ -446,6 +470,16 @@ func (c *Config) Validate() error {
 	}{{"wg_port", c.WGPort}, {"gossip_port", c.GossipPort}, {"http_port", c.HTTPPort}, {"dns_port", c.DNSPort}} {
 		if p.v < 1 || p.v > 65535 {
 			return fmt.Errorf("%s: %d is not a port number (1-65535)", p.name, p.v)
+		}
+	}
+	for _, l := range []struct {
+		name  string
+		ports []int
+	}{{"mesh_tcp_ports", c.MeshTCPPorts}, {"mesh_udp_ports", c.MeshUDPPorts}} {
+		for _, p := range l.ports {
+			if p < 1 || p > 65535 {
+				return fmt.Errorf("%s: %d is not a port number (1-65535)", l.name, p)
+			}
 		}
 	}
 	if c.Advertise.Port < 0 || c.Advertise.Port > 65535 {

@@ -70,6 +70,29 @@ settings = { occ = "sudo -u www-data php occ" }
 	}
 }
 
+// TestMeshPorts: extra ports open to the mesh, from the file or repeated
+// flags (which replace the file's list).
+func TestMeshPorts(t *testing.T) {
+	file := writeConfig(t, "name = \"diois\"\nmesh_tcp_ports = [5201, 25565]\nmesh_udp_ports = [34197]\n")
+	c, err := Load([]string{"--config", file}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(c.MeshTCPPorts, c.MeshUDPPorts) != "[5201 25565] [34197]" {
+		t.Fatalf("from the file: %v %v", c.MeshTCPPorts, c.MeshUDPPorts)
+	}
+	c, err = Load([]string{"--config", file, "--mesh-tcp-port", "22", "--mesh-tcp-port", "2222"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(c.MeshTCPPorts, c.MeshUDPPorts) != "[22 2222] [34197]" {
+		t.Fatalf("flags over the file: %v %v", c.MeshTCPPorts, c.MeshUDPPorts)
+	}
+	if d := Default(); len(d.MeshTCPPorts)+len(d.MeshUDPPorts) != 0 {
+		t.Fatalf("default opens ports: %v %v", d.MeshTCPPorts, d.MeshUDPPorts)
+	}
+}
+
 func TestErrorsAreOneLineAndSayWhich(t *testing.T) {
 	for _, tc := range []struct {
 		file, flag string
@@ -89,6 +112,9 @@ func TestErrorsAreOneLineAndSayWhich(t *testing.T) {
 		{flag: "--mtu=100", want: "mtu"},
 		{flag: "--resync=10ms", want: "resync"},
 		{flag: "--metrics=localhost", want: "metrics"},
+		{flag: "--mesh-tcp-port=0", want: "mesh_tcp_ports: 0 is not a port"},
+		{flag: "--mesh-udp-port=x", want: "mesh-udp-port"},
+		{file: "mesh_udp_ports = [70000]\n", want: "mesh_udp_ports: 70000 is not a port"},
 		{file: "[[service]]\nplugin = \"web\"\n[[service]]\nplugin = \"web\"\n", want: "declared twice"},
 		{file: "[[service]]\nplugin = \"web\"\naccess = \"world\"\n", want: "invalid access"},
 	} {

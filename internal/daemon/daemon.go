@@ -311,8 +311,8 @@ func (d *Daemon) desired(v mesh.View) (netcfg.Config, time.Duration, error) {
 		MTU:                 d.cfg.MTU,
 		AllowMemberToMember: d.cfg.AllowMemberToMember,
 		Uplink:              d.cfg.Uplink,
-		TCPPorts:            []uint16{uint16(d.cfg.HTTPPort), uint16(d.cfg.DNSPort)},
-		UDPPorts:            []uint16{uint16(d.cfg.DNSPort)},
+		TCPPorts:            meshPorts(d.cfg.MeshTCPPorts, d.cfg.HTTPPort, d.cfg.DNSPort),
+		UDPPorts:            meshPorts(d.cfg.MeshUDPPorts, d.cfg.DNSPort),
 		Now:                 now,
 	}
 	recheck := mesh.PlanRecheck(in)
@@ -342,6 +342,17 @@ func (d *Daemon) noteSkipped(v mesh.View) {
 			"peer", s.Name, "public_key", s.Key.String())
 	}
 	d.skipped = now
+}
+
+// meshPorts lists the ports members and other bootures may reach on the
+// mesh addresses: the gateway's (given) and the admin's extra ones (valid
+// port numbers: Config.Validate checked them).
+func meshPorts(extra []int, ports ...int) []uint16 {
+	out := make([]uint16, 0, len(ports)+len(extra))
+	for _, p := range append(ports, extra...) {
+		out = append(out, uint16(p))
+	}
+	return out
 }
 
 // Node returns the mesh node (tests).

@@ -42,7 +42,8 @@ var (
 //     is on once a full-tunnel member exists);
 //   - a member reaches sockets of the booture's host that are not services:
 //     a TCP port bound to 0.0.0.0 (standing for sshd or an upstream) and the
-//     gossip port on the LAN address, through the tunnel;
+//     gossip port on the LAN address, through the tunnel (a port the admin
+//     opened with --mesh-tcp-port stays reachable);
 //   - another booture opens connections to a member's device;
 //   - traffic for an unallocated site (the booture's own and a full-tunnel
 //     member's) leaves in clear by the default route, to the LAN router.
@@ -51,7 +52,9 @@ var (
 // other bootures and answers; bootures reach each other.
 func TestFirewallAttacks(t *testing.T) {
 	t.Parallel()
-	l := startFounderFirst(t, lab.Options{Hosts: 2})
+	// A port the admin opened to the mesh (--mesh-tcp-port).
+	const opened = 5201
+	l := startFounderFirst(t, lab.Options{Hosts: 2, DaemonArgs: []string{"--mesh-tcp-port", fmt.Sprint(opened)}})
 	a, b := l.H(1), l.H(2)
 	must(t, b.JoinVia(a))
 	must(t, lab.WaitMesh(15*time.Second, a, b))
@@ -81,7 +84,7 @@ func TestFirewallAttacks(t *testing.T) {
 	must(t, erin.Up(erinCfg))
 	erin4, _ := addrOf(t, erinCfg)
 	reachable(t, &erin.NS, pingWait, stA.MeshIPv4, stB.MeshIPv4, stA.MeshIPv6, stB.MeshIPv6)
-	erinSvc := listenTCP(t, &erin.NS, netip.IPv4Unspecified())
+	erinSvc := listenTCP(t, &erin.NS, netip.AddrPortFrom(netip.IPv4Unspecified(), 0))
 	erinSvc4 := netip.AddrPortFrom(netip.MustParseAddr(erin4), erinSvc.Port())
 
 	// Still works: members reach the gateway and other bootures.
@@ -136,7 +139,7 @@ func TestFirewallAttacks(t *testing.T) {
 	t.Run("member reaches host sockets that are not services", func(t *testing.T) {
 		// A listener on every address of A's host, as sshd or a service's
 		// upstream bound to 0.0.0.0.
-		hostSvc := listenTCP(t, &a.NS, netip.IPv4Unspecified())
+		hostSvc := listenTCP(t, &a.NS, netip.AddrPortFrom(netip.IPv4Unspecified(), 0))
 		if err := dialFrom(&erin.NS, netip.Addr{}, netip.AddrPortFrom(meshA4, hostSvc.Port()), attackWait); err == nil {
 			t.Errorf("member erin reached A's port %d (bound to 0.0.0.0) on A's mesh address", hostSvc.Port())
 		}
@@ -153,9 +156,13 @@ func TestFirewallAttacks(t *testing.T) {
 			}
 		}
 		must(t, erin.Run(append([]string{"ip", "rule", "del"}, rule...)...).Error())
-		// Still works: the gateway.
+		// Still works: the gateway, and a port the admin opened.
 		if err := dialFrom(&erin.NS, netip.Addr{}, netip.AddrPortFrom(meshA4, 80), 5*time.Second); err != nil {
 			t.Errorf("member erin cannot reach A's gateway: %v", err)
+		}
+		listenTCP(t, &a.NS, netip.AddrPortFrom(netip.IPv4Unspecified(), opened))
+		if err := dialFrom(&erin.NS, netip.Addr{}, netip.AddrPortFrom(meshA4, opened), 5*time.Second); err != nil {
+			t.Errorf("member erin cannot reach port %d, opened with --mesh-tcp-port: %v", opened, err)
 		}
 	})
 
@@ -214,14 +221,14 @@ func countPackets(nftOut string) int {
 	return n
 }
 
-// listenTCP starts a TCP listener in the namespace on addr (any port) that
-// accepts and closes connections; it is closed when the test ends.
-func listenTCP(t *testing.T, ns *lab.NS, addr netip.Addr) netip.AddrPort {
+// listenTCP starts a TCP listener in the namespace on addr (port 0: any)
+// that accepts and closes connections; it is closed when the test ends.
+func listenTCP(t *testing.T, ns *lab.NS, addr netip.AddrPort) netip.AddrPort {
 	t.Helper()
 	var ln net.Listener
 	must(t, ns.Do(func() error {
 		var err error
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
+		ln, err = net.Listen("tcp", addr.String())
 		return err
 	}))
 	var wg sync.WaitGroup
