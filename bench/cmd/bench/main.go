@@ -235,13 +235,20 @@ func run(parent context.Context, o options) int {
 			b.res.Only = want
 		}
 	}
-	failed := false
+	// failed: a section failed, or a drill check did; a section cut short
+	// by the time budget is said in the report, but is no failure.
+	failed, cut := false, false
 	for _, s := range sections() {
 		if s.id != "build" && want != nil && !slices.Contains(want, s.id) {
 			continue
 		}
 		if ctx.Err() != nil {
 			b.res.Sections = append(b.res.Sections, SectionRun{ID: s.id, Title: s.title, Status: "skipped: " + ctxReason(ctx), Started: time.Now(), Commit: b.res.Machine.Commit})
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				cut = true
+			} else {
+				failed = true
+			}
 			continue
 		}
 		logf("==== %s (%s into the run)", s.title, time.Since(b.start).Round(time.Second))
@@ -255,7 +262,11 @@ func run(parent context.Context, o options) int {
 				sr.Status = "cut short (" + ctxReason(ctx) + "): " + err.Error()
 			}
 			logf("%s: %v", s.title, err)
-			failed = true
+			if s.id != "build" && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				cut = true
+			} else {
+				failed = true
+			}
 		}
 		b.res.Sections = append(b.res.Sections, sr)
 		b.save()
@@ -276,10 +287,32 @@ func run(parent context.Context, o options) int {
 	}
 	logf("results in %s, report in %s, plots in %s (%s)", out, o.md, o.plots, time.Since(b.start).Round(time.Second))
 	lab.RemoveBinaries()
+	for _, d := range b.res.Drills {
+		if !d.OK && slices.Contains(ranIDs(b.res, want), d.By) {
+			logf("drill failed: %s", d.Name)
+			failed = true
+		}
+	}
+	if cut {
+		logf("some sections were cut short or skipped by the time budget (%s): a larger BENCH_BUDGET runs them whole", o.budget)
+	}
 	if failed {
 		return 1
 	}
 	return 0
+}
+
+// ranIDs returns the sections this run ran (a partial run keeps the other
+// sections' results, including their drills, from earlier runs).
+func ranIDs(res *Results, want []string) []string {
+	if want != nil {
+		return want
+	}
+	var ids []string
+	for _, s := range sections() {
+		ids = append(ids, s.id)
+	}
+	return ids
 }
 
 func ctxReason(ctx context.Context) string {
