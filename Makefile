@@ -1,13 +1,13 @@
-# booture: make build | test | demo | bench | fuzz | proto | clean
+# booture: make build | test | demo | bench | fuzz | proto | deb | clean
 GO      ?= go
 BIN     ?= bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/booture/booture/internal/daemon.Version=$(VERSION)
+LDFLAGS := -s -w -X github.com/booture/booture/internal/daemon.Version=$(VERSION) -X main.version=$(VERSION)
 # Static binaries: no C library to install or to map into memory (1.5 MB
 # of each daemon's RSS), the same on a PC as cross-compiled for a Pi.
 export CGO_ENABLED = 0
 
-.PHONY: all build test demo bench fuzz proto deps clean cross
+.PHONY: all build test demo bench fuzz proto deps clean cross deb
 
 all: build
 
@@ -44,6 +44,11 @@ proto:
 cross:
 	GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm64/ ./cmd/...
 	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm/ ./cmd/...
+
+# Debian packages for DEB_ARCHS in $(BIN)/deb (dpkg-deb; see packaging/deb).
+DEB_ARCHS ?= amd64 arm64 armhf
+deb:
+	GO=$(GO) VERSION=$(VERSION) packaging/deb/build.sh $(BIN)/deb $(DEB_ARCHS)
 
 clean:
 	rm -rf $(BIN)

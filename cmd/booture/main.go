@@ -19,6 +19,12 @@ import (
 	"github.com/booture/booture/internal/api"
 )
 
+// extraCommands are added by files built with tags (gendocs.go).
+var extraCommands []func(root *cobra.Command) *cobra.Command
+
+// version is set at build time like the daemon's (the Makefile's LDFLAGS).
+var version = "0.1.0-dev"
+
 // defaultSocket matches the daemon's default.
 const defaultSocket = "/run/booture/bootured.sock"
 
@@ -54,6 +60,7 @@ A booture links with other bootures into a mesh: "booture invite" on one of
 them prints a token, "booture join TOKEN" on the new one links it. Members
 of the association get VPN access with "booture member add NAME --qr": they
 scan the code with the WireGuard app.`,
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -166,6 +173,9 @@ keeps running with its old state.`,
 	}))
 	root.AddCommand(c.pluginCommand(jsonFlag, args))
 	root.AddCommand(c.backupCommands(args)...)
+	for _, extra := range extraCommands {
+		root.AddCommand(extra(root))
+	}
 	return root
 }
 
