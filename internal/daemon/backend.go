@@ -127,6 +127,12 @@ func (d *Daemon) Join(ctx context.Context, token string) (api.JoinResult, error)
 	if err != nil {
 		return api.JoinResult{}, api.BadRequest(err)
 	}
+	// A join usually moves this booture to another site: answer once the
+	// members moved with it and the network follows, so that what the admin
+	// does next (member add, member show --config) sees the new site.
+	if err := d.reconcileNow(ctx); err != nil {
+		d.log.Warn("joined, but applying the network failed (it will be retried)", "err", err)
+	}
 	return api.JoinResult{MeshID: res.MeshID.String(), Site: res.Site, Inviter: res.Inviter, Merged: res.Merged}, nil
 }
 

@@ -265,6 +265,9 @@ func TestRestartKeepsIdentityAndMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := b.status(t)
+	if !netip.MustParsePrefix(before.SiteIPv4).Contains(netip.MustParseAddr(added.Member.IPv4)) {
+		t.Fatalf("member added at %s, outside b's site %s", added.Member.IPv4, before.SiteIPv4)
+	}
 	b.stop()
 	b2 := startDaemon(t, "b", dir)
 	after := b2.status(t)
@@ -276,6 +279,41 @@ func TestRestartKeepsIdentityAndMembers(t *testing.T) {
 		t.Fatalf("member after restart: %+v %v", m, err)
 	}
 	waitfor.Cond(t, 20*time.Second, "peers re-converge", func() bool { return peersIn(a, b2) })
+}
+
+// Joining moves a booture to the site its inviter gave it: the join's answer
+// comes once its members moved with it, and a member added right after gets
+// an address of the new site, in its record and in its configuration.
+func TestMembersFollowTheSiteOfAJoin(t *testing.T) {
+	a := startDaemon(t, "a", "")
+	b := startDaemon(t, "b", "")
+	ctx := context.Background()
+	early, err := b.client.AddMember(ctx, api.MemberAddRequest{Name: "early"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(early.Member.IPv4, "10.77.1.") {
+		t.Fatalf("b founded site 1, its member got %s", early.Member.IPv4)
+	}
+	b.join(t, a)
+	site := netip.MustParsePrefix(b.status(t).SiteIPv4)
+	if site.Addr() == netip.MustParseAddr("10.77.1.0") {
+		t.Fatalf("b kept site 1 after joining a")
+	}
+	m, err := b.client.Member(ctx, "early")
+	if err != nil || !site.Contains(netip.MustParseAddr(m.IPv4)) {
+		t.Fatalf("member added before the join is at %s after it, want in %s (%v)", m.IPv4, site, err)
+	}
+	late, err := b.client.AddMember(ctx, api.MemberAddRequest{Name: "late"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !site.Contains(netip.MustParseAddr(late.Member.IPv4)) {
+		t.Fatalf("member added right after the join got %s, want in %s", late.Member.IPv4, site)
+	}
+	if want := "Address = " + late.Member.IPv4 + "/32"; !strings.Contains(late.Config, want) {
+		t.Fatalf("configuration lacks %q:\n%s", want, late.Config)
+	}
 }
 
 func TestMembersThroughTheAPI(t *testing.T) {

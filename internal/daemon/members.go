@@ -126,6 +126,15 @@ func (d *Daemon) AddMember(ctx context.Context, req api.MemberAddRequest) (api.M
 	if err != nil {
 		return api.MemberAdded{}, api.BadRequest(err)
 	}
+	// Members follow the booture's site, which a join or a settled site
+	// conflict may have changed an instant ago, before the reconciler moved
+	// them: have it move them first, so that the new member gets an address
+	// in the site its configuration names.
+	if d.members.Site() != srv.Site {
+		if err := d.reconcileNow(ctx); err != nil {
+			return api.MemberAdded{}, err
+		}
+	}
 	m, priv, err := d.members.Add(members.AddRequest{Name: req.Name, PublicKey: req.PublicKey, FullTunnel: req.FullTunnel})
 	if err != nil {
 		return api.MemberAdded{}, memberError(err)
@@ -135,6 +144,14 @@ func (d *Daemon) AddMember(ctx context.Context, req api.MemberAddRequest) (api.M
 	// copy of a generated private key) must reach the admin anyway.
 	if err := d.reconcileNow(ctx); err != nil {
 		d.log.Warn("member added but not applied yet", "member", m.Name, "err", err)
+	}
+	// The site may still have moved meanwhile: describe the member as it is
+	// now, with the booture as it is now.
+	if cur, err := d.members.Get(m.Name); err == nil {
+		m = cur
+	}
+	if cur, err := d.server(); err == nil {
+		srv = cur
 	}
 	text, err := members.Render(members.ConfigFor(m, priv, srv))
 	if err != nil {
