@@ -1,11 +1,11 @@
 package host
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
 )
 
 // DefaultUsers are tried in order when no plugin user is configured: a
@@ -27,15 +27,12 @@ type User struct {
 // plugin user).
 func LookupUser(name string) (*User, error) {
 	if name == "" {
-		var errs []error
 		for _, n := range DefaultUsers {
-			u, err := LookupUser(n)
-			if err == nil {
+			if u, err := LookupUser(n); err == nil {
 				return u, nil
 			}
-			errs = append(errs, err)
 		}
-		return nil, fmt.Errorf("no plugin user: %w", errors.Join(errs...))
+		return nil, fmt.Errorf("no plugin user: neither %s exists; create one or set plugin_user", strings.Join(DefaultUsers, " nor "))
 	}
 	u, err := user.Lookup(name)
 	if err != nil {
