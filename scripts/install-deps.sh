@@ -2,7 +2,7 @@
 # Installs the Debian packages booture's tests, demo and benchmarks use.
 # Run as root; does nothing for packages already installed.
 set -euo pipefail
-pkgs=(iproute2 iputils-ping wireguard-tools wireguard-go nftables procps curl)
+pkgs=(iproute2 iputils-ping wireguard-tools wireguard-go nftables procps curl shellcheck)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(iperf3 wrk nginx-light hyperfine)
 fi
