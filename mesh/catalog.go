@@ -113,12 +113,12 @@ func (n *Node) SetServices(svcs []catalog.Service) {
 	n.localServices, n.servicesSet = svcs, true
 	n.catalogSent = nil
 	// Version 0 means "no services": nobody needs to ask.
-	n.st.Self.Catalog = 0
+	n.state.Self.Catalog = 0
 	if len(svcs) > 0 {
-		n.st.Self.Catalog = nextGen(n.st.Self.Catalog, now)
+		n.state.Self.Catalog = nextGen(n.state.Self.Catalog, now)
 	}
-	n.st.Self.Gen = nextGen(n.st.Self.Gen, now)
-	ml := n.ml
+	n.state.Self.Gen = nextGen(n.state.Self.Gen, now)
+	ml := n.gossipList
 	n.mu.Unlock()
 	if ml != nil {
 		// Spreads the new catalog version with our record.
@@ -196,7 +196,7 @@ func (n *Node) requestCatalogs() {
 			pc.requested, pc.asked = n.now(), r.Catalog
 		}
 	}
-	req, _ := json.Marshal(catalogRequest{V: 1, From: n.st.Self.Name})
+	req, _ := json.Marshal(catalogRequest{V: 1, From: n.state.Self.Name})
 	n.mu.Unlock()
 	if len(wanted) == 0 {
 		return
@@ -250,10 +250,10 @@ func (n *Node) handleCatalogRequest(b []byte) {
 // catalogAnswerLocked returns our catalog as sent, signed once per
 // version: every booture asks for each version.
 func (n *Node) catalogAnswerLocked() ([]byte, error) {
-	self := n.st.Self
+	self := n.state.Self
 	if n.catalogSent == nil || n.catalogSentFor != self.Catalog || n.catalogSentName != self.Name {
 		// SetServices drops it when the services change.
-		b, err := encodeCatalog(n.priv, self.Name, self.Catalog, n.localServices, &n.signs)
+		b, err := encodeCatalog(n.privateKey, self.Name, self.Catalog, n.localServices, &n.signs)
 		if err != nil {
 			return nil, err
 		}

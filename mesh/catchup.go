@@ -61,7 +61,7 @@ func (n *Node) catchUp(ctx context.Context, r Record) error {
 	defer stop()
 
 	n.mu.Lock()
-	req := catchUpRequest{Key: n.pub, Name: n.st.Self.Name, Summary: n.summaryLocked()}
+	req := catchUpRequest{Key: n.publicKey, Name: n.state.Self.Name, Summary: n.summaryLocked()}
 	n.mu.Unlock()
 	body, _ := json.Marshal(req)
 	if err := writeFrame(conn, framePlain, body); err != nil {
@@ -88,12 +88,12 @@ func (n *Node) catchUp(ctx context.Context, r Record) error {
 	case "same":
 		return nil
 	case "expelled":
-		plain, err := openFrom(rep.Key, n.priv, rep.Sealed)
+		plain, err := openFrom(rep.Key, n.privateKey, rep.Sealed)
 		if err != nil {
 			return err
 		}
 		var rv Revocation
-		if json.Unmarshal(plain, &rv) != nil || rv.Key != n.pub {
+		if json.Unmarshal(plain, &rv) != nil || rv.Key != n.publicKey {
 			return errors.New("malformed revocation")
 		}
 		n.mu.Lock()
@@ -102,7 +102,7 @@ func (n *Node) catchUp(ctx context.Context, r Record) error {
 		n.changed()
 		return errors.New("this booture was expelled from the mesh")
 	case "mine":
-		plain, err := openFrom(rep.Key, n.priv, rep.Sealed)
+		plain, err := openFrom(rep.Key, n.privateKey, rep.Sealed)
 		if err != nil {
 			return err
 		}
@@ -130,7 +130,7 @@ func (n *Node) catchUp(ctx context.Context, r Record) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFrame(conn, frameSealed, sealTo(rep.Key, n.priv, body)); err != nil {
+		if err := writeFrame(conn, frameSealed, sealTo(rep.Key, n.privateKey, body)); err != nil {
 			return err
 		}
 		_, _, err = readFrame(conn, maxFirstFrame) // wait until it adopted them
@@ -153,21 +153,21 @@ func (n *Node) serveCatchUp(ctx context.Context, conn net.Conn) error {
 	// n.opMu, which every expulsion, join and rekey takes, is only held
 	// to adopt what it sent once opened.
 	n.mu.Lock()
-	rep := catchUpReply{Key: n.pub, Name: n.st.Self.Name, Summary: n.summaryLocked()}
+	rep := catchUpReply{Key: n.publicKey, Name: n.state.Self.Name, Summary: n.summaryLocked()}
 	var rv *Revocation
-	for i := range n.st.Revoked {
-		if n.st.Revoked[i].Key == req.Key {
-			rv = &n.st.Revoked[i]
+	for i := range n.state.Revoked {
+		if n.state.Revoked[i].Key == req.Key {
+			rv = &n.state.Revoked[i]
 		}
 	}
 	_, known := n.roster[req.Key]
 	switch {
-	case n.st.Expelled:
+	case n.state.Expelled:
 		n.mu.Unlock()
 		return refuse(conn, "refused", "this booture was expelled from its mesh")
 	case rv != nil:
 		b, _ := json.Marshal(rv)
-		rep.Outcome, rep.Sealed = "expelled", sealTo(req.Key, n.priv, b)
+		rep.Outcome, rep.Sealed = "expelled", sealTo(req.Key, n.privateKey, b)
 	case !known:
 		n.mu.Unlock()
 		return refuse(conn, "unknown", "not a booture of this mesh")
@@ -179,7 +179,7 @@ func (n *Node) serveCatchUp(ctx context.Context, conn net.Conn) error {
 			n.mu.Unlock()
 			return err
 		}
-		rep.Outcome, rep.Sealed = "mine", sealTo(req.Key, n.priv, b)
+		rep.Outcome, rep.Sealed = "mine", sealTo(req.Key, n.privateKey, b)
 	case req.Summary.MeshID == rep.Summary.MeshID && !epochReachable(rep.Summary.Epoch, req.Summary.Epoch):
 		n.mu.Unlock()
 		return refuse(conn, "refused", fmt.Sprintf("epoch %d is too far ahead of this mesh's %d", req.Summary.Epoch, rep.Summary.Epoch))
@@ -199,7 +199,7 @@ func (n *Node) serveCatchUp(ctx context.Context, conn net.Conn) error {
 		return err
 	}
 	defer release()
-	plain, err := openFrom(req.Key, n.priv, body)
+	plain, err := openFrom(req.Key, n.privateKey, body)
 	if kind != frameSealed || err != nil {
 		return errors.New("catch-up credentials failed authentication")
 	}
@@ -229,7 +229,7 @@ func (n *Node) adoptUnchanged(p *credsPayload, answered Summary, from string, se
 	n.opMu.Lock()
 	defer n.opMu.Unlock()
 	n.mu.Lock()
-	same := n.summaryLocked().Same(answered) && !n.st.Expelled
+	same := n.summaryLocked().Same(answered) && !n.state.Expelled
 	n.mu.Unlock()
 	if !same {
 		return errors.New("credentials changed during the catch-up")

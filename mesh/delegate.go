@@ -86,7 +86,7 @@ func (d *delegate) LocalState(join bool) []byte {
 	n := (*Node)(d)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ps := pushState{V: 1, Revoked: n.st.Revoked, Records: []Record{n.selfLocked()}}
+	ps := pushState{V: 1, Revoked: n.state.Revoked, Records: []Record{n.selfLocked()}}
 	for k, r := range n.roster {
 		if !n.isLiveLocked(k) {
 			ps.Records = append(ps.Records, r)
@@ -225,7 +225,7 @@ func (n *Node) decodeMetaLocked(name string, gossip netip.AddrPort, b []byte) (R
 // signed record has reached this one), nobody can speak for it any more;
 // until then, it is no worse off than before.
 func (n *Node) upsertLocked(r Record, live bool) bool {
-	if r.PublicKey == n.pub || n.revokedLocked(r.PublicKey) {
+	if r.PublicKey == n.publicKey || n.revokedLocked(r.PublicKey) {
 		return false
 	}
 	old, ok := n.roster[r.PublicKey]
@@ -348,7 +348,7 @@ type said struct {
 }
 
 func (n *Node) revokedLocked(k key.PublicKey) bool {
-	for _, rv := range n.st.Revoked {
+	for _, rv := range n.state.Revoked {
 		if rv.Key == k {
 			return true
 		}
@@ -364,10 +364,10 @@ func (n *Node) applyRevocationsLocked(revs []Revocation) bool {
 		if n.revokedLocked(rv.Key) {
 			continue
 		}
-		n.st.Revoked = append(n.st.Revoked, rv)
+		n.state.Revoked = append(n.state.Revoked, rv)
 		changed = true
-		if rv.Key == n.pub {
-			n.st.Expelled = true
+		if rv.Key == n.publicKey {
+			n.state.Expelled = true
 			n.log.Error("this booture was expelled from the mesh", "by", rv.By)
 			continue
 		}
@@ -468,7 +468,7 @@ func (e *events) NotifyAlive(m *memberlist.Node) error {
 		}
 		return fmt.Errorf("booture %s: %w", m.Name, err)
 	}
-	if r.PublicKey == n.pub {
+	if r.PublicKey == n.publicKey {
 		return fmt.Errorf("booture %s uses our own public key", m.Name)
 	}
 	if n.revokedLocked(r.PublicKey) {

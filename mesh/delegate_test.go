@@ -12,7 +12,7 @@ import (
 func TestRosterByName(t *testing.T) {
 	newPub := func() key.PublicKey { k, _ := key.NewPrivateKey(); return k.Public() }
 	self := newPub()
-	n := &Node{pub: self, roster: map[key.PublicKey]Record{}, now: time.Now, log: slog.New(slog.DiscardHandler)}
+	n := &Node{publicKey: self, roster: map[key.PublicKey]Record{}, now: time.Now, log: slog.New(slog.DiscardHandler)}
 	old := Record{Name: "diois", PublicKey: newPub(), Site: 2, Gen: 10, LeftAt: 20}
 	n.upsertLocked(old, false)
 	if r, ok := n.byNameLocked("diois"); !ok || r.PublicKey != old.PublicKey {

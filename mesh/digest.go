@@ -100,7 +100,7 @@ func (n *Node) shareView() {
 		return
 	}
 	d := n.view
-	d.V, d.From = 1, n.st.Self.Name
+	d.V, d.From = 1, n.state.Self.Name
 	// One booture that is up, drawn at random in one pass (reservoir
 	// sampling): this runs every round on every booture.
 	var peer netip.AddrPort

@@ -16,7 +16,7 @@ import (
 func currentCreds(n *testNode) Credentials {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	c := n.st.Creds
+	c := n.state.Creds
 	c.Key = bytes.Clone(c.Key)
 	return c
 }
@@ -94,8 +94,8 @@ func TestCatchUpEpochAttack(t *testing.T) {
 	b1, b2, evil := nodes[0], nodes[1], nodes[2]
 	evilKey := randomBytes(32)
 	evil.mu.Lock()
-	evil.st.Creds.Epoch, evil.st.Creds.Key = math.MaxUint64, evilKey
-	evilRec := evil.st.Self
+	evil.state.Creds.Epoch, evil.state.Creds.Key = math.MaxUint64, evilKey
+	evilRec := evil.state.Self
 	evil.mu.Unlock()
 	ctx := context.Background()
 	// b1 asks evil: evil answers "mine" with its credentials.
@@ -123,8 +123,8 @@ func TestCatchUpEpochJump(t *testing.T) {
 		a, b := nodes[0], nodes[1]
 		key := randomBytes(32)
 		b.mu.Lock()
-		b.st.Creds.Epoch, b.st.Creds.Key = tc.jump, key
-		brec := b.st.Self
+		b.state.Creds.Epoch, b.state.Creds.Key = tc.jump, key
+		brec := b.state.Self
 		b.mu.Unlock()
 		err := a.catchUp(context.Background(), brec)
 		c := currentCreds(a)

@@ -92,7 +92,7 @@ func (n *Node) Invitations() []InvitationInfo {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var out []InvitationInfo
-	for _, inv := range n.st.Invitations {
+	for _, inv := range n.state.Invitations {
 		if inv.UsedAt == 0 && inv.RevokedAt == 0 && !now.After(time.Unix(inv.Expires, 0)) {
 			out = append(out, inv.info())
 		}
@@ -134,8 +134,8 @@ func (n *Node) RevokeInvitation(tokenOrID string) (InvitationInfo, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var found *invitation
-	for i := range n.st.Invitations {
-		inv := &n.st.Invitations[i]
+	for i := range n.state.Invitations {
+		inv := &n.state.Invitations[i]
 		if !match(inv) {
 			continue
 		}
@@ -179,18 +179,18 @@ func (n *Node) Invite(ttl time.Duration) (Invitation, error) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.st.Expelled {
+	if n.state.Expelled {
 		return Invitation{}, errors.New("this booture was expelled from its mesh: it cannot invite")
 	}
-	if !n.st.Self.Gossip.IsValid() {
+	if !n.state.Self.Gossip.IsValid() {
 		return Invitation{}, errors.New("gossip is not running yet")
 	}
-	n.st.Invitations = append(n.st.Invitations, inv)
+	n.state.Invitations = append(n.state.Invitations, inv)
 	if err := n.saveLocked(); err != nil {
-		n.st.Invitations = n.st.Invitations[:len(n.st.Invitations)-1]
+		n.state.Invitations = n.state.Invitations[:len(n.state.Invitations)-1]
 		return Invitation{}, err
 	}
-	t := Token{Expires: time.Unix(inv.Expires, 0), Inviter: []netip.AddrPort{n.st.Self.Gossip}}
+	t := Token{Expires: time.Unix(inv.Expires, 0), Inviter: []netip.AddrPort{n.state.Self.Gossip}}
 	copy(t.ID[:], inv.ID)
 	copy(t.Secret[:], inv.Secret)
 	n.log.Info("invitation issued", "expires", t.Expires.UTC().Format(time.RFC3339))
@@ -206,14 +206,14 @@ func (n *Node) summaryLocked() Summary {
 		}
 	}
 	return Summary{
-		MeshID: n.st.Creds.MeshID, Founded: n.st.Creds.Founded, Size: size,
-		Epoch: n.st.Creds.Epoch, KeyHash: keyHash(n.st.Creds.Key),
+		MeshID: n.state.Creds.MeshID, Founded: n.state.Creds.Founded, Size: size,
+		Epoch: n.state.Creds.Epoch, KeyHash: keyHash(n.state.Creds.Key),
 	}
 }
 
 // payloadLocked returns our credentials, roster and revocations.
 func (n *Node) payloadLocked() *credsPayload {
-	p := &credsPayload{Creds: n.st.Creds, Revoked: append([]Revocation(nil), n.st.Revoked...)}
+	p := &credsPayload{Creds: n.state.Creds, Revoked: append([]Revocation(nil), n.state.Revoked...)}
 	p.Roster = append(p.Roster, n.selfLocked())
 	for _, r := range n.roster {
 		p.Roster = append(p.Roster, r)
@@ -366,7 +366,7 @@ func (n *Node) redeem(ctx context.Context, addr netip.AddrPort, tok Token) (Join
 			n.upsertLocked(rep.Self, false)
 		}
 		p := n.payloadLocked()
-		site, id := n.st.Self.Site, n.st.Creds.MeshID
+		site, id := n.state.Self.Site, n.state.Creds.MeshID
 		n.mu.Unlock()
 		body, err := json.Marshal(p)
 		if err != nil {
@@ -450,7 +450,7 @@ func (n *Node) serveJoin(ctx context.Context, conn net.Conn) error {
 	// Serialize with every other change of credentials, but never hold the
 	// lock while waiting for the network.
 	n.opMu.Lock()
-	reply, code, why := n.admitLocked(f.ID, open)
+	reply, code, why := n.admit(f.ID, open)
 	n.opMu.Unlock()
 	if code != "" {
 		return refuse(conn, code, why)
@@ -516,11 +516,11 @@ type admission struct {
 // retries. Later, the token is used, as for anyone else.
 const redeemRetryWindow = 5 * time.Minute
 
-// admitLocked checks an invitation and decides the outcome of a join. On
+// admit checks an invitation and decides the outcome of a join. On
 // refusal it returns an error code and message for the joiner. n.opMu must
 // be held.
 // open decrypts the request with the invitation's secret.
-func (n *Node) admitLocked(id []byte, open func(secret []byte) ([]byte, error)) (reply admission, code, why string) {
+func (n *Node) admit(id []byte, open func(secret []byte) ([]byte, error)) (reply admission, code, why string) {
 	now := n.now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -561,7 +561,7 @@ func (n *Node) admitLocked(id []byte, open func(secret []byte) ([]byte, error)) 
 	}
 	ours := n.summaryLocked()
 	prev, hadPrev := n.roster[joiner.PublicKey]
-	reply.Inviter, reply.Self = n.st.Self.Name, n.selfLocked()
+	reply.Inviter, reply.Self = n.state.Self.Name, n.selfLocked()
 	// A join joins the inviter's mesh; only a strictly bigger mesh on the
 	// joiner's side makes the inviter's mesh move instead (fewer bootures
 	// renumber). Catch-up settles any other difference later with Beats.
@@ -608,11 +608,11 @@ func (n *Node) admitLocked(id []byte, open func(secret []byte) ([]byte, error)) 
 // checkJoinerLocked returns why a booture may not join, or "".
 func (n *Node) checkJoinerLocked(j Record) string {
 	switch {
-	case n.st.Expelled:
+	case n.state.Expelled:
 		return "this booture was expelled from its mesh"
-	case j.PublicKey == n.pub:
+	case j.PublicKey == n.publicKey:
 		return "a booture cannot join itself"
-	case j.Name == n.st.Self.Name:
+	case j.Name == n.state.Self.Name:
 		return fmt.Sprintf("the name %q is already used in this mesh (by the inviter)", j.Name)
 	case n.revokedLocked(j.PublicKey):
 		return "this booture was expelled from the mesh"
@@ -624,9 +624,9 @@ func (n *Node) checkJoinerLocked(j Record) string {
 }
 
 func (n *Node) invitationLocked(id []byte) *invitation {
-	for i := range n.st.Invitations {
-		if bytes.Equal(n.st.Invitations[i].ID, id) {
-			return &n.st.Invitations[i]
+	for i := range n.state.Invitations {
+		if bytes.Equal(n.state.Invitations[i].ID, id) {
+			return &n.state.Invitations[i]
 		}
 	}
 	return nil
@@ -640,9 +640,9 @@ func (n *Node) invitationLocked(id []byte) *invitation {
 func (n *Node) adopt(p *credsPayload, site int, claim int64, seeds []netip.AddrPort) error {
 	now := n.now()
 	n.mu.Lock()
-	sameMesh := p.Creds.MeshID == n.st.Creds.MeshID
-	oldKey := n.st.Creds.Key
-	n.st.Creds = p.Creds
+	sameMesh := p.Creds.MeshID == n.state.Creds.MeshID
+	oldKey := n.state.Creds.Key
+	n.state.Creds = p.Creds
 	n.applyRevocationsLocked(p.Revoked)
 	for _, r := range p.Roster {
 		if r.Validate() == nil {
@@ -652,20 +652,20 @@ func (n *Node) adopt(p *credsPayload, site int, claim int64, seeds []netip.AddrP
 	selfChanged := false
 	switch {
 	case ValidSite(site):
-		n.st.Self.Site, n.st.Self.SiteClaim = site, claim
+		n.state.Self.Site, n.state.Self.SiteClaim = site, claim
 		selfChanged = true
 	case !sameMesh:
 		for _, pr := range p.Roster {
 			// What was accepted of it, not what it says.
 			r, ok := n.roster[pr.PublicKey]
-			if ok && r.Site == n.st.Self.Site && !r.Left() {
+			if ok && r.Site == n.state.Self.Site && !r.Left() {
 				s, err := n.freeSiteLocked(r.Site)
 				if err != nil {
 					n.mu.Unlock()
 					return err
 				}
-				n.log.Warn("our site is taken in the mesh we join: moving to a free site (members need their new configuration)", "old_site", n.st.Self.Site, "new_site", s)
-				n.st.Self.Site, n.st.Self.SiteClaim = s, now.UnixMilli()
+				n.log.Warn("our site is taken in the mesh we join: moving to a free site (members need their new configuration)", "old_site", n.state.Self.Site, "new_site", s)
+				n.state.Self.Site, n.state.Self.SiteClaim = s, now.UnixMilli()
 				selfChanged = true
 				break
 			}
@@ -674,12 +674,12 @@ func (n *Node) adopt(p *credsPayload, site int, claim int64, seeds []netip.AddrP
 	if !sameMesh {
 		// Bootures of the mesh we leave stay in the roster: when they
 		// notice we are gone, they ask us (catch-up) and follow.
-		n.st.Conflicts, n.noted = nil, nil
+		n.state.Conflicts, n.noted = nil, nil
 		n.retry = make(map[key.PublicKey]*retryState)
 		selfChanged = true
 	}
 	if selfChanged {
-		n.st.Self.Gen = nextGen(n.st.Self.Gen, now)
+		n.state.Self.Gen = nextGen(n.state.Self.Gen, now)
 	}
 	err := n.saveLocked()
 	for _, r := range n.roster {
@@ -687,7 +687,7 @@ func (n *Node) adopt(p *credsPayload, site int, claim int64, seeds []netip.AddrP
 			seeds = append(seeds, r.Gossip)
 		}
 	}
-	kr, ml := n.kr, n.ml
+	kr, ml := n.gossipKeyring, n.gossipList
 	if sameMesh && kr != nil && !bytes.Equal(oldKey, p.Creds.Key) {
 		n.rotateKeyLocked(oldKey, p.Creds.Key)
 	}

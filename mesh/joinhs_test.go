@@ -37,7 +37,7 @@ func joinAnswerOnly(t *testing.T, n *testNode, tok Token) joinReply {
 		t.Fatal(err)
 	}
 	n.mu.Lock()
-	body, _ := json.Marshal(joinRequest{Self: n.st.Self, Summary: n.summaryLocked()})
+	body, _ := json.Marshal(joinRequest{Self: n.state.Self, Summary: n.summaryLocked()})
 	n.mu.Unlock()
 	msg1, _, _, err := hs.WriteMessage(nil, body)
 	if err != nil {

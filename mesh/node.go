@@ -118,14 +118,20 @@ func (c *Config) Validate() error {
 }
 
 // Node is this booture's membership in its mesh.
+//
+// Two locks guard it. opMu serializes the operations that change the
+// mesh's credentials or this booture's place in it; mu guards the fields
+// below it, and is held only briefly, never while waiting for the network.
+// A method whose name ends in Locked must be called with n.mu held; one
+// that needs n.opMu says so in its comment.
 type Node struct {
-	cfg      Config
-	log      *slog.Logger
-	priv     key.PrivateKey
-	pub      key.PublicKey
-	path     string
-	now      func() time.Time
-	counters ByteCounters
+	cfg        Config
+	log        *slog.Logger
+	privateKey key.PrivateKey
+	publicKey  key.PublicKey
+	path       string
+	now        func() time.Time
+	counters   ByteCounters
 	// guard bounds what strangers can open on the gossip port; it
 	// outlives gossip restarts.
 	guard *inboundGuard
@@ -135,13 +141,13 @@ type Node struct {
 	opMu sync.Mutex
 
 	mu       sync.Mutex
-	st       persisted                   // Roster is kept in roster while running
+	state    persisted                   // Roster is kept in roster while running
 	roster   map[key.PublicKey]Record    // other bootures, by public key
 	names    map[string]key.PublicKey    // roster by name (nil: rebuilt on use), see byNameLocked
 	metas    map[string]metaEntry        // last record decoded per booture name, see decodeMetaLocked
 	liveKeys map[key.PublicKey]time.Time // bootures gossip sees up, and since when
 	logged   map[key.PublicKey]PeerState // last state logged per booture
-	// noted are the conflicts recorded since start (st.Conflicts keeps
+	// noted are the conflicts recorded since start (state.Conflicts keeps
 	// the last 20 only); unsettled is the one last logged as impossible
 	// to settle (the mesh is full). Both keep a conflict from being
 	// logged and recorded again at every change of the mesh.
@@ -156,16 +162,16 @@ type Node struct {
 	differ                map[string]bool
 	repairs               atomic.Int64 // exchanges started on a digest
 
-	localServices []catalog.Service              // this booture's catalog
-	servicesSet   bool                           // SetServices was called since start
-	catalogs      map[key.PublicKey]*peerCatalog // other bootures' catalogs
-	dirty         bool                           // roster changes not yet written
-	ml            *memberlist.Memberlist
-	mt            *gossipTransport
-	kr            *memberlist.Keyring
-	retry         map[key.PublicKey]*retryState
-	oldKeys       [][]byte // previous gossip keys still accepted for a grace period
-	closed        bool
+	localServices   []catalog.Service              // this booture's catalog
+	servicesSet     bool                           // SetServices was called since start
+	catalogs        map[key.PublicKey]*peerCatalog // other bootures' catalogs
+	dirty           bool                           // roster changes not yet written
+	gossipList      *memberlist.Memberlist
+	gossipTransport *gossipTransport
+	gossipKeyring   *memberlist.Keyring
+	retry           map[key.PublicKey]*retryState
+	oldGossipKeys   [][]byte // previous gossip keys still accepted for a grace period
+	closed          bool
 
 	// said is what was logged once per booture (see firstLocked).
 	said map[said]bool
@@ -219,19 +225,19 @@ func New(cfg Config) (*Node, error) {
 		cfg.OnChange = func() {}
 	}
 	n := &Node{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		priv:     cfg.PrivateKey,
-		pub:      cfg.PrivateKey.Public(),
-		path:     filepath.Join(cfg.StateDir, StateFile),
-		now:      cfg.Now,
-		roster:   make(map[key.PublicKey]Record),
-		liveKeys: make(map[key.PublicKey]time.Time),
-		logged:   make(map[key.PublicKey]PeerState),
-		catalogs: make(map[key.PublicKey]*peerCatalog),
-		retry:    make(map[key.PublicKey]*retryState),
-		kick:     make(chan struct{}, 1),
-		guard:    newInboundGuard(defaultInboundLimits(), cfg.Logger),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		privateKey: cfg.PrivateKey,
+		publicKey:  cfg.PrivateKey.Public(),
+		path:       filepath.Join(cfg.StateDir, StateFile),
+		now:        cfg.Now,
+		roster:     make(map[key.PublicKey]Record),
+		liveKeys:   make(map[key.PublicKey]time.Time),
+		logged:     make(map[key.PublicKey]PeerState),
+		catalogs:   make(map[key.PublicKey]*peerCatalog),
+		retry:      make(map[key.PublicKey]*retryState),
+		kick:       make(chan struct{}, 1),
+		guard:      newInboundGuard(defaultInboundLimits(), cfg.Logger),
 	}
 	if err := store.EnsureDir(cfg.StateDir, 0o700); err != nil {
 		return nil, err
@@ -239,29 +245,29 @@ func New(cfg Config) (*Node, error) {
 	st, err := loadState(n.path)
 	switch {
 	case err == nil:
-		if st.Self.PublicKey != n.pub {
+		if st.Self.PublicKey != n.publicKey {
 			return nil, fmt.Errorf("mesh state %s belongs to another key: the private key file was replaced", n.path)
 		}
-		n.st = *st
+		n.state = *st
 		for _, r := range st.Roster {
-			if r.PublicKey != n.pub && r.Validate() == nil {
+			if r.PublicKey != n.publicKey && r.Validate() == nil {
 				n.roster[r.PublicKey] = r
 			}
 		}
-		n.st.Roster = nil
+		n.state.Roster = nil
 		// The name and endpoints come from the configuration; the site,
 		// its claim and the key stay as they were.
-		n.st.Self.Name = cfg.Name
-		n.st.Self.Endpoint = cfg.WireGuardEndpoint
-		n.st.Self.Version = cfg.Version
-		n.st.Self.Gen = nextGen(n.st.Self.Gen, n.now())
+		n.state.Self.Name = cfg.Name
+		n.state.Self.Endpoint = cfg.WireGuardEndpoint
+		n.state.Self.Version = cfg.Version
+		n.state.Self.Gen = nextGen(n.state.Self.Gen, n.now())
 		// No services until the plugins say so: the others drop what
 		// they held of our old catalog.
-		n.st.Self.Catalog = 0
-		n.log.Info("mesh state loaded", "mesh", n.st.Creds.MeshID.String(), "site", n.st.Self.Site, "bootures", len(n.roster)+1)
+		n.state.Self.Catalog = 0
+		n.log.Info("mesh state loaded", "mesh", n.state.Creds.MeshID.String(), "site", n.state.Self.Site, "bootures", len(n.roster)+1)
 	case store.IsNotExist(err):
 		n.foundLocked()
-		n.log.Info("founded a new mesh of one", "mesh", n.st.Creds.MeshID.String(), "site", n.st.Self.Site)
+		n.log.Info("founded a new mesh of one", "mesh", n.state.Creds.MeshID.String(), "site", n.state.Self.Site)
 	default:
 		return nil, err
 	}
@@ -271,14 +277,15 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// foundLocked resets the state to a new mesh of one.
+// foundLocked resets the state to a new mesh of one. n.mu must be held
+// (or the node not shared yet).
 func (n *Node) foundLocked() {
 	now := n.now()
-	n.st = persisted{
+	n.state = persisted{
 		Version: stateVersion,
 		Creds:   newCredentials(now),
 		Self: Record{
-			Name: n.cfg.Name, PublicKey: n.pub, Site: MinSite, SiteClaim: now.UnixMilli(),
+			Name: n.cfg.Name, PublicKey: n.publicKey, Site: MinSite, SiteClaim: now.UnixMilli(),
 			Endpoint: n.cfg.WireGuardEndpoint, Version: n.cfg.Version, Gen: nextGen(0, now),
 		},
 	}
@@ -300,18 +307,18 @@ func (n *Node) saveLocked() error {
 // selfLocked returns this booture's record, signed. The signature is made
 // again only when a signed field changed.
 func (n *Node) selfLocked() Record {
-	r := n.st.Self
+	r := n.state.Self
 	r.Sig = Signature{}
 	msg := recordMessage(&r)
 	if !bytes.Equal(msg, n.selfMsg) {
-		n.selfMsg, n.selfSig = msg, sign(n.priv, msg, &n.signs)
+		n.selfMsg, n.selfSig = msg, sign(n.privateKey, msg, &n.signs)
 	}
 	r.Sig = n.selfSig
 	return r
 }
 
 // PublicKey returns the booture's public key.
-func (n *Node) PublicKey() key.PublicKey { return n.pub }
+func (n *Node) PublicKey() key.PublicKey { return n.publicKey }
 
 // Start starts gossip and the background work (finding unreachable bootures
 // again, writing the roster). It returns once gossip listens.
@@ -371,8 +378,8 @@ func (n *Node) startGossip() error {
 	n.cfg.GossipPort = port
 
 	n.mu.Lock()
-	n.st.Self.Gossip = netip.AddrPortFrom(n.cfg.Advertise, uint16(port))
-	key := append([]byte(nil), n.st.Creds.Key...)
+	n.state.Self.Gossip = netip.AddrPortFrom(n.cfg.Advertise, uint16(port))
+	key := append([]byte(nil), n.state.Creds.Key...)
 	n.mu.Unlock()
 
 	mc := n.cfg.Profile.memberlistConfig()
@@ -406,8 +413,8 @@ func (n *Node) startGossip() error {
 		return fmt.Errorf("starting gossip: %w", err)
 	}
 	n.mu.Lock()
-	n.ml, n.mt, n.kr = ml, mt, kr
-	n.oldKeys = nil
+	n.gossipList, n.gossipTransport, n.gossipKeyring = ml, mt, kr
+	n.oldGossipKeys = nil
 	n.mu.Unlock()
 	n.log.Info("gossip started", "listen", netip.AddrPortFrom(n.cfg.Bind, uint16(port)).String(), "advertise", mc.AdvertiseAddr, "port", port)
 	return nil
@@ -417,8 +424,8 @@ func (n *Node) startGossip() error {
 // held (or the node be closing), n.mu not.
 func (n *Node) stopGossip() {
 	n.mu.Lock()
-	ml := n.ml
-	n.ml, n.mt, n.kr = nil, nil, nil
+	ml := n.gossipList
+	n.gossipList, n.gossipTransport, n.gossipKeyring = nil, nil, nil
 	n.liveKeys = make(map[key.PublicKey]time.Time)
 	n.mu.Unlock()
 	if ml != nil {
@@ -439,13 +446,13 @@ func (n *Node) restartGossip(seeds []netip.AddrPort) error {
 func (n *Node) memberlist() *memberlist.Memberlist {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.ml
+	return n.gossipList
 }
 
 func (n *Node) transport() *gossipTransport {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.mt
+	return n.gossipTransport
 }
 
 // joinAddrs asks memberlist to join the bootures at addrs.
@@ -535,8 +542,8 @@ func (n *Node) pruneLocked() {
 			n.dirty = true
 		}
 	}
-	kept := n.st.Invitations[:0]
-	for _, inv := range n.st.Invitations {
+	kept := n.state.Invitations[:0]
+	for _, inv := range n.state.Invitations {
 		end := time.Unix(inv.Expires, 0)
 		switch {
 		case inv.UsedAt != 0:
@@ -550,9 +557,9 @@ func (n *Node) pruneLocked() {
 			n.dirty = true
 		}
 	}
-	n.st.Invitations = kept
-	if len(n.st.Conflicts) > 20 {
-		n.st.Conflicts = n.st.Conflicts[len(n.st.Conflicts)-20:]
+	n.state.Invitations = kept
+	if len(n.state.Conflicts) > 20 {
+		n.state.Conflicts = n.state.Conflicts[len(n.state.Conflicts)-20:]
 		n.dirty = true
 	}
 }
@@ -571,7 +578,7 @@ func (n *Node) rejoinRound(ctx context.Context) {
 	}
 	now := n.now()
 	n.mu.Lock()
-	if n.st.Expelled {
+	if n.state.Expelled {
 		n.mu.Unlock()
 		return
 	}
@@ -771,16 +778,16 @@ func (n *Node) refreshStates() map[string]PeerState {
 
 func (n *Node) viewLocked(states map[string]PeerState) View {
 	v := View{
-		Self:           n.st.Self,
-		MeshID:         n.st.Creds.MeshID,
-		ULA:            n.st.Creds.MeshID.ULA(),
-		Epoch:          n.st.Creds.Epoch,
-		Conflicts:      append([]Conflict(nil), n.st.Conflicts...),
-		Expelled:       n.st.Expelled,
+		Self:           n.state.Self,
+		MeshID:         n.state.Creds.MeshID,
+		ULA:            n.state.Creds.MeshID.ULA(),
+		Epoch:          n.state.Creds.Epoch,
+		Conflicts:      append([]Conflict(nil), n.state.Conflicts...),
+		Expelled:       n.state.Expelled,
 		GossipBytesIn:  n.counters.In.Load(),
 		GossipBytesOut: n.counters.Out.Load(),
 	}
-	v.Site = SiteOf(v.ULA, n.st.Self.Site)
+	v.Site = SiteOf(v.ULA, n.state.Self.Site)
 	for _, r := range n.roster {
 		p := Peer{Record: r, State: StateDead, UpSince: n.liveKeys[r.PublicKey]}
 		switch s, ok := states[r.Name]; {
@@ -866,7 +873,7 @@ func (a siteClaim) less(b siteClaim) bool {
 // (left ones excepted), skipping exclude.
 func (n *Node) freeSiteLocked(exclude ...int) (int, error) {
 	used := make(map[int]bool)
-	used[n.st.Self.Site] = true
+	used[n.state.Self.Site] = true
 	for _, r := range n.roster {
 		if !r.Left() {
 			used[r.Site] = true
@@ -897,7 +904,7 @@ func (n *Node) settleConflicts(states map[string]PeerState) {
 	}
 	// Record conflicts seen between others, once each, for status.
 	var winner string
-	self := n.st.Self
+	self := n.state.Self
 	for _, r := range n.roster {
 		if !states[r.Name].Up() {
 			continue
@@ -926,12 +933,12 @@ func (n *Node) settleConflicts(states map[string]PeerState) {
 	}
 	old := self.Site
 	now := n.now()
-	n.st.Self.Site = newSite
-	n.st.Self.SiteClaim = now.UnixMilli()
-	n.st.Self.Gen = nextGen(n.st.Self.Gen, now)
-	n.noteConflictLocked(old, winner, n.st.Self.Name, newSite)
+	n.state.Self.Site = newSite
+	n.state.Self.SiteClaim = now.UnixMilli()
+	n.state.Self.Gen = nextGen(n.state.Self.Gen, now)
+	n.noteConflictLocked(old, winner, n.state.Self.Name, newSite)
 	err = n.saveLocked()
-	ml := n.ml
+	ml := n.gossipList
 	n.mu.Unlock()
 	n.log.Warn("site conflict: another booture holds our site with an earlier claim; moved to a free site (members need their new configuration)",
 		"site", old, "winner", winner, "new_site", newSite)
@@ -948,7 +955,7 @@ func (n *Node) settleConflicts(states map[string]PeerState) {
 // those of the roster that are up, as markSiteLosers sees them.
 func (n *Node) siteContestLocked(states map[string]PeerState) *siteContest {
 	c := new(siteContest)
-	c.add(n.st.Self)
+	c.add(n.state.Self)
 	for _, r := range n.roster {
 		if states[r.Name].Up() {
 			c.add(r)
@@ -974,8 +981,8 @@ func (n *Node) noteConflictLocked(site int, winner, loser string, newSite int) {
 		return
 	}
 	n.noted[k] = true
-	for i := range n.st.Conflicts {
-		c := &n.st.Conflicts[i]
+	for i := range n.state.Conflicts {
+		c := &n.state.Conflicts[i]
 		if c.Site == site && c.Loser == loser {
 			if winner != "" && c.Winner == "" {
 				c.Winner, c.NewSite = winner, newSite
@@ -987,7 +994,7 @@ func (n *Node) noteConflictLocked(site int, winner, loser string, newSite int) {
 	if winner == "" {
 		n.log.Warn("site conflict between two bootures", "site", site, "loser", loser)
 	}
-	n.st.Conflicts = append(n.st.Conflicts, Conflict{Site: site, Winner: winner, Loser: loser, NewSite: newSite, At: n.now().UnixMilli()})
+	n.state.Conflicts = append(n.state.Conflicts, Conflict{Site: site, Winner: winner, Loser: loser, NewSite: newSite, At: n.now().UnixMilli()})
 	n.dirty = true
 }
 
@@ -1001,5 +1008,5 @@ func (n *Node) GossipKeyCount() int {
 	if ml == nil {
 		return 0
 	}
-	return 1 + len(n.oldKeys)
+	return 1 + len(n.oldGossipKeys)
 }

@@ -29,7 +29,7 @@ func TestSiteContested(t *testing.T) {
 	newPub := func() key.PublicKey { k, _ := key.NewPrivateKey(); return k.Public() }
 	a, b, c := newPub(), newPub(), newPub()
 	n := &Node{
-		st: persisted{Self: Record{Name: "self", Site: 1}},
+		state: persisted{Self: Record{Name: "self", Site: 1}},
 		roster: map[key.PublicKey]Record{
 			a: {Name: "a", PublicKey: a, Site: 2},
 			b: {Name: "b", PublicKey: b, Site: 3},
@@ -60,7 +60,7 @@ func TestSiteContested(t *testing.T) {
 		}
 	}
 	// This booture's own site counts.
-	n.st.Self.Site = 3
+	n.state.Self.Site = 3
 	if !n.siteContestLocked(map[string]PeerState{"b": StateAlive}).contested {
 		t.Error("self and b on site 3: not contested")
 	}
@@ -76,9 +76,9 @@ func TestConflictsNotedOnce(t *testing.T) {
 		for i := 0; i < 30; i++ {
 			n.noteConflictLocked(i+1, "", fmt.Sprintf("b%d", i), 0)
 		}
-		n.st.Conflicts = n.st.Conflicts[len(n.st.Conflicts)-20:] // as the flush trims
+		n.state.Conflicts = n.state.Conflicts[len(n.state.Conflicts)-20:] // as the flush trims
 	}
-	if got := len(n.st.Conflicts); got != 20 {
+	if got := len(n.state.Conflicts); got != 20 {
 		t.Errorf("%d conflicts kept, want 20", got)
 	}
 	if got := strings.Count(logs.String(), "site conflict between two bootures"); got != 30 {
@@ -86,7 +86,7 @@ func TestConflictsNotedOnce(t *testing.T) {
 	}
 	// This booture losing one of them is still recorded, with its winner.
 	n.noteConflictLocked(30, "b99", "b29", 7)
-	if c := n.st.Conflicts[len(n.st.Conflicts)-1]; c.Winner != "b99" || c.NewSite != 7 {
+	if c := n.state.Conflicts[len(n.state.Conflicts)-1]; c.Winner != "b99" || c.NewSite != 7 {
 		t.Errorf("own move not recorded: %+v", c)
 	}
 }

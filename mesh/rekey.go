@@ -98,16 +98,16 @@ func (n *Node) Expel(ctx context.Context, name string) (ExpelResult, error) {
 	n.opMu.Lock()
 	defer n.opMu.Unlock()
 	n.mu.Lock()
-	if name == n.st.Self.Name {
+	if name == n.state.Self.Name {
 		n.mu.Unlock()
 		return ExpelResult{}, errors.New("a booture cannot expel itself: use leave")
 	}
-	if n.st.Expelled {
+	if n.state.Expelled {
 		n.mu.Unlock()
 		return ExpelResult{}, errors.New("this booture was expelled from its mesh")
 	}
 	target, ok := n.byNameLocked(name)
-	self := n.st.Self.Name
+	self := n.state.Self.Name
 	n.mu.Unlock()
 	if !ok {
 		return ExpelResult{}, fmt.Errorf("%w: %q", ErrNotFound, name)
@@ -127,12 +127,12 @@ func (n *Node) Expel(ctx context.Context, name string) (ExpelResult, error) {
 func (n *Node) rekey(ctx context.Context, revs []Revocation) (ExpelResult, error) {
 	newKey := randomBytes(32)
 	n.mu.Lock()
-	ml, kr := n.ml, n.kr
+	ml, kr := n.gossipList, n.gossipKeyring
 	if ml == nil || kr == nil {
 		n.mu.Unlock()
 		return ExpelResult{}, errors.New("gossip is not running")
 	}
-	epoch, err := nextEpoch(n.st.Creds.Epoch)
+	epoch, err := nextEpoch(n.state.Creds.Epoch)
 	if err != nil {
 		n.mu.Unlock()
 		return ExpelResult{}, err
@@ -142,10 +142,10 @@ func (n *Node) rekey(ctx context.Context, revs []Revocation) (ExpelResult, error
 	}
 	n.applyRevocationsLocked(revs)
 	msg := rekeyMsg{
-		MeshID: n.st.Creds.MeshID, Founded: n.st.Creds.Founded, Epoch: epoch,
-		Issuer: n.pub, IssuerName: n.st.Self.Name, Revoked: append([]Revocation(nil), n.st.Revoked...),
+		MeshID: n.state.Creds.MeshID, Founded: n.state.Creds.Founded, Epoch: epoch,
+		Issuer: n.publicKey, IssuerName: n.state.Self.Name, Revoked: append([]Revocation(nil), n.state.Revoked...),
 	}
-	for _, rv := range n.st.Revoked {
+	for _, rv := range n.state.Revoked {
 		msg.Excludes = append(msg.Excludes, rv.Key)
 	}
 	recipients := make(map[string]key.PublicKey)
@@ -174,7 +174,7 @@ func (n *Node) rekey(ctx context.Context, revs []Revocation) (ExpelResult, error
 		go func(m *memberlist.Node, to key.PublicKey) {
 			defer wg.Done()
 			mm := msg
-			mm.Box = sealTo(to, n.priv, newKey)
+			mm.Box = sealTo(to, n.privateKey, newKey)
 			b, _ := json.Marshal(mm)
 			err := ml.SendReliable(m, append([]byte{msgRekey}, b...))
 			mu.Lock()
@@ -195,8 +195,8 @@ func (n *Node) rekey(ctx context.Context, revs []Revocation) (ExpelResult, error
 	sort.Strings(res.Unreached)
 
 	n.mu.Lock()
-	old := n.st.Creds.Key
-	n.st.Creds = Credentials{MeshID: msg.MeshID, Founded: msg.Founded, Key: newKey, Epoch: epoch, Excludes: msg.Excludes}
+	old := n.state.Creds.Key
+	n.state.Creds = Credentials{MeshID: msg.MeshID, Founded: msg.Founded, Key: newKey, Epoch: epoch, Excludes: msg.Excludes}
 	n.rotateKeyLocked(old, newKey)
 	err = n.saveLocked()
 	n.mu.Unlock()
@@ -207,7 +207,7 @@ func (n *Node) rekey(ctx context.Context, revs []Revocation) (ExpelResult, error
 // rotateKeyLocked makes newKey the primary gossip key and drops old after
 // rekeyGrace.
 func (n *Node) rotateKeyLocked(old, newKey []byte) {
-	kr := n.kr
+	kr := n.gossipKeyring
 	if kr == nil {
 		return
 	}
@@ -222,19 +222,19 @@ func (n *Node) rotateKeyLocked(old, newKey []byte) {
 	if bytes.Equal(old, newKey) {
 		return
 	}
-	n.oldKeys = append(n.oldKeys, old)
+	n.oldGossipKeys = append(n.oldGossipKeys, old)
 	time.AfterFunc(rekeyGrace, func() {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		if n.kr != kr {
+		if n.gossipKeyring != kr {
 			return // gossip restarted meanwhile with a fresh keyring
 		}
 		if err := kr.RemoveKey(old); err != nil {
 			n.log.Debug("removing the old gossip key", "err", err)
 		}
-		for i, k := range n.oldKeys {
+		for i, k := range n.oldGossipKeys {
 			if bytes.Equal(k, old) {
-				n.oldKeys = append(n.oldKeys[:i], n.oldKeys[i+1:]...)
+				n.oldGossipKeys = append(n.oldGossipKeys[:i], n.oldGossipKeys[i+1:]...)
 				break
 			}
 		}
@@ -263,7 +263,7 @@ func (n *Node) handleRekey(b []byte) {
 }
 
 func (n *Node) acceptRekeyLocked(m *rekeyMsg) (bool, error) {
-	if m.MeshID != n.st.Creds.MeshID {
+	if m.MeshID != n.state.Creds.MeshID {
 		return false, errors.New("rekey for another mesh")
 	}
 	if _, ok := n.roster[m.Issuer]; !ok {
@@ -277,11 +277,11 @@ func (n *Node) acceptRekeyLocked(m *rekeyMsg) (bool, error) {
 			return false, errors.New("rekey from a booture it expels")
 		}
 	}
-	newKey, err := openFrom(m.Issuer, n.priv, m.Box)
+	newKey, err := openFrom(m.Issuer, n.privateKey, m.Box)
 	if err != nil || len(newKey) != 32 {
 		return false, errors.New("sealed key failed authentication")
 	}
-	cur := n.st.Creds
+	cur := n.state.Creds
 	// The key of the next epoch is taken, or another of the current one
 	// (two expulsions at once: the lower key hash wins everywhere); an
 	// older one only brings its revocations. A rekey is only ever sent
@@ -297,7 +297,7 @@ func (n *Node) acceptRekeyLocked(m *rekeyMsg) (bool, error) {
 	if !newer {
 		return changed, nil
 	}
-	n.st.Creds = Credentials{MeshID: cur.MeshID, Founded: cur.Founded, Key: newKey, Epoch: m.Epoch, Excludes: m.Excludes}
+	n.state.Creds = Credentials{MeshID: cur.MeshID, Founded: cur.Founded, Key: newKey, Epoch: m.Epoch, Excludes: m.Excludes}
 	n.rotateKeyLocked(cur.Key, newKey)
 	if err := n.saveLocked(); err != nil {
 		n.log.Error("saving mesh state", "err", err)
@@ -313,22 +313,22 @@ func (n *Node) acceptRekeyLocked(m *rekeyMsg) (bool, error) {
 func (n *Node) checkKeyExposure() {
 	n.mu.Lock()
 	excluded := make(map[key.PublicKey]bool)
-	for _, k := range n.st.Creds.Excludes {
+	for _, k := range n.state.Creds.Excludes {
 		excluded[k] = true
 	}
 	exposed := false
-	for _, rv := range n.st.Revoked {
+	for _, rv := range n.state.Revoked {
 		if !excluded[rv.Key] {
 			exposed = true
 		}
 	}
-	designated := n.st.Self.Name
+	designated := n.state.Self.Name
 	for k, r := range n.roster {
 		if n.isLiveLocked(k) && r.Name < designated {
 			designated = r.Name
 		}
 	}
-	me := designated == n.st.Self.Name && !n.st.Expelled && n.ml != nil
+	me := designated == n.state.Self.Name && !n.state.Expelled && n.gossipList != nil
 	n.mu.Unlock()
 	if !exposed || !me {
 		return
@@ -353,7 +353,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	}
 	n.stopGossip()
 	n.mu.Lock()
-	old := n.st.Creds.MeshID
+	old := n.state.Creds.MeshID
 	n.foundLocked()
 	err := n.saveLocked()
 	n.mu.Unlock()

@@ -59,7 +59,7 @@ func benchScale(b *testing.B, count, batch int, idle time.Duration, profile Prof
 	daemonLike := func(c *Config) { c.Profile, c.RejoinInterval = profile, 5*time.Second }
 	seed := startTestNode(b, "n1", "", key.PrivateKey{}, daemonLike)
 	seed.mu.Lock()
-	creds, seedRec := seed.st.Creds, seed.selfLocked()
+	creds, seedRec := seed.state.Creds, seed.selfLocked()
 	seed.mu.Unlock()
 	nodes := []*testNode{seed}
 	if path := os.Getenv("BOOTURE_SCALE_CPUPROFILE"); path != "" {

@@ -197,7 +197,7 @@ func TestSignedMetaFitsLimit(t *testing.T) {
 // clock reads now.
 func testNodeAt(now time.Time) *Node {
 	self, _ := key.NewPrivateKey()
-	return &Node{pub: self.Public(), roster: map[key.PublicKey]Record{}, now: func() time.Time { return now }, log: slog.New(slog.DiscardHandler)}
+	return &Node{publicKey: self.Public(), roster: map[key.PublicKey]Record{}, now: func() time.Time { return now }, log: slog.New(slog.DiscardHandler)}
 }
 
 func TestUpsertChecksOwner(t *testing.T) {

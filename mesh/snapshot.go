@@ -23,7 +23,7 @@ func (n *Node) StateSnapshot() ([]byte, error) {
 // persistedLocked returns the state as the state file holds it. n.mu must
 // be held.
 func (n *Node) persistedLocked() persisted {
-	p := n.st
+	p := n.state
 	p.Roster = make([]Record, 0, len(n.roster))
 	for _, r := range n.roster {
 		p.Roster = append(p.Roster, r)
