@@ -31,6 +31,9 @@ type Server struct {
 	MeshIPv4, MeshIPv6 netip.Prefix
 	// PersistentKeepalive in seconds; 0 means DefaultKeepalive.
 	PersistentKeepalive int
+	// Domain is the mesh's DNS domain (booture.internal), given to members
+	// as a search domain so that "cloud.diois" resolves (optional).
+	Domain string
 }
 
 // ClientConfig is the content of a member's WireGuard configuration, in the
@@ -50,6 +53,9 @@ type ClientConfig struct {
 	Addresses []netip.Prefix
 	// DNS servers (the booture's own addresses).
 	DNS []netip.Addr
+	// SearchDomains follow the servers on the DNS line: wg-quick and the
+	// WireGuard apps take a name there as a search domain.
+	SearchDomains []string
 	// PeerPublicKey is the booture's public key.
 	PeerPublicKey key.PublicKey
 	// Endpoint of the booture, "HOST:PORT".
@@ -83,6 +89,7 @@ func ConfigFor(m Member, privateKey *key.PrivateKey, srv Server) ClientConfig {
 		PublicKey:           m.PublicKey,
 		Addresses:           []netip.Prefix{netip.PrefixFrom(m.IPv4, 32), netip.PrefixFrom(m.IPv6, 128)},
 		DNS:                 []netip.Addr{dns4, dns6},
+		SearchDomains:       searchDomains(srv.Domain),
 		PeerPublicKey:       srv.PublicKey,
 		Endpoint:            srv.Endpoint,
 		AllowedIPs:          allowed,
@@ -126,6 +133,11 @@ func (c ClientConfig) check() (string, error) {
 	for _, a := range c.DNS {
 		if !a.IsValid() || a.Zone() != "" {
 			return bad("invalid DNS server %q", a.String())
+		}
+	}
+	for _, d := range c.SearchDomains {
+		if _, err := netip.ParseAddr(d); err == nil || !isHostname(d) {
+			return bad("search domain %.80q is not a DNS name", d)
 		}
 	}
 	if c.PeerPublicKey.IsZero() {
@@ -200,7 +212,7 @@ func isHostname(h string) bool {
 //	[Interface]
 //	PrivateKey = ...
 //	Address = 10.77.3.2/32, fd12:3456:789a:3::2/128
-//	DNS = 10.77.3.1, fd12:3456:789a:3::1
+//	DNS = 10.77.3.1, fd12:3456:789a:3::1, booture.internal
 //
 //	[Peer]
 //	PublicKey = ...
@@ -230,10 +242,11 @@ func Render(c ClientConfig) (string, error) {
 	}
 	fmt.Fprintf(&b, "Address = %s\n", joinPrefixes(c.Addresses))
 	if len(c.DNS) > 0 {
-		dns := make([]string, len(c.DNS))
-		for i, a := range c.DNS {
-			dns[i] = a.String()
+		dns := make([]string, 0, len(c.DNS)+len(c.SearchDomains))
+		for _, a := range c.DNS {
+			dns = append(dns, a.String())
 		}
+		dns = append(dns, c.SearchDomains...)
 		fmt.Fprintf(&b, "DNS = %s\n", strings.Join(dns, ", "))
 	}
 	b.WriteString("\n[Peer]\n")
@@ -252,4 +265,12 @@ func joinPrefixes(ps []netip.Prefix) string {
 		s[i] = p.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+func searchDomains(domain string) []string {
+	domain = strings.TrimSuffix(domain, ".")
+	if domain == "" {
+		return nil
+	}
+	return []string{domain}
 }

@@ -13,19 +13,21 @@ import (
 	"github.com/booture/booture/key"
 )
 
-// fileVersion is the version of the members file this package writes and
-// reads. A file of another version is refused rather than misread.
-const fileVersion = 1
+// fileVersion is the version of the members file this package writes. It
+// reads it and every older one (version 1 had no issued endpoint and site:
+// they read as unknown); a newer file is refused rather than misread.
+const fileVersion = 2
 
 // file is the members file as stored on disk:
 //
 //	{
-//	  "version": 1,
+//	  "version": 2,
 //	  "site": {"ipv4": "10.77.3.0/24", "ipv6": "fd12:3456:789a:3::/64"},
 //	  "members": [
 //	    {"name": "alice", "public_key": "base64", "ipv4": "10.77.3.2",
 //	     "ipv6": "fd12:3456:789a:3::2", "full_tunnel": false,
-//	     "disabled": false, "created": "2026-01-02T03:04:05Z"}
+//	     "disabled": false, "created": "2026-01-02T03:04:05Z",
+//	     "issued_endpoint": "box.example.org:51820", "issued_site": "10.77.3.0/24"}
 //	  ]
 //	}
 //
@@ -49,6 +51,9 @@ type fileMember struct {
 	FullTunnel bool      `json:"full_tunnel"`
 	Disabled   bool      `json:"disabled"`
 	Created    time.Time `json:"created"`
+	// IssuedEndpoint and IssuedSite: see Member.Issued (version 2).
+	IssuedEndpoint string `json:"issued_endpoint,omitempty"`
+	IssuedSite     string `json:"issued_site,omitempty"`
 }
 
 // encodeState returns the file content for s.
@@ -67,6 +72,9 @@ func encodeState(s *state) ([]byte, error) {
 			FullTunnel: m.FullTunnel,
 			Disabled:   m.Disabled,
 			Created:    m.Created,
+
+			IssuedEndpoint: m.Issued.Endpoint,
+			IssuedSite:     prefixString(m.Issued.Site),
 		})
 	}
 	sort.Slice(f.Members, func(i, j int) bool { return f.Members[i].Name < f.Members[j].Name })
@@ -93,8 +101,11 @@ func decodeState(data []byte) (*state, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%s: unexpected data after the end of the members list", position(data, dec.InputOffset()))
 	}
-	if f.Version != fileVersion {
-		return nil, fmt.Errorf("unsupported version %d (this booture reads version %d; was it written by a newer booture?)", f.Version, fileVersion)
+	if f.Version > fileVersion {
+		return nil, fmt.Errorf("version %d was written by a newer booture (this one reads versions 1 to %d): upgrade booture", f.Version, fileVersion)
+	}
+	if f.Version < 1 {
+		return nil, fmt.Errorf("unsupported version %d", f.Version)
 	}
 	if f.Site == nil {
 		return nil, errors.New(`no "site"`)
@@ -155,7 +166,19 @@ func (fm fileMember) member(site Site) (Member, error) {
 	if fm.Created.IsZero() {
 		return Member{}, errors.New(`no "created" time`)
 	}
+	issued := Issue{Endpoint: fm.IssuedEndpoint}
+	if fm.IssuedEndpoint != "" {
+		if _, err := canonicalEndpoint(fm.IssuedEndpoint); err != nil {
+			return Member{}, fmt.Errorf("issued_endpoint: %w", err)
+		}
+	}
+	if fm.IssuedSite != "" {
+		if issued.Site, err = netip.ParsePrefix(fm.IssuedSite); err != nil || !issued.Site.Addr().Is4() || issued.Site.Bits() != 24 {
+			return Member{}, fmt.Errorf("issued_site %.40q: want an IPv4 /24", fm.IssuedSite)
+		}
+	}
 	return Member{
+		Issued:     issued,
 		Name:       fm.Name,
 		PublicKey:  pub,
 		IPv4:       ip4,
@@ -195,4 +218,11 @@ func position(data []byte, off int64) string {
 	line := bytes.Count(before, []byte{'\n'}) + 1
 	col := int(off) - bytes.LastIndexByte(before, '\n')
 	return fmt.Sprintf("line %d, column %d", line, col)
+}
+
+func prefixString(p netip.Prefix) string {
+	if !p.IsValid() {
+		return ""
+	}
+	return p.String()
 }

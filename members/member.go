@@ -20,6 +20,26 @@ type Member struct {
 	FullTunnel bool          // all traffic through the booture, not only the mesh
 	Disabled   bool          // a disabled member keeps its addresses but gets no peer
 	Created    time.Time     // when the member was added (UTC, to the second)
+	// Issued is what the member's configuration was made with, when
+	// known (members added by a booture older than the field have none).
+	Issued Issue
+}
+
+// Issue records the booture's endpoint and site a member's configuration
+// was made with: when either changed since, the member holds an outdated
+// configuration (status warns; member reissue gives a new one).
+type Issue struct {
+	Endpoint string       // "HOST:PORT" written as Endpoint
+	Site     netip.Prefix // the booture's IPv4 site then
+}
+
+// Outdated reports whether a configuration issued with i no longer works
+// for a booture at endpoint with site: false when i is unknown.
+func (i Issue) Outdated(endpoint string, site netip.Prefix) bool {
+	if i.Endpoint == "" {
+		return false
+	}
+	return i.Endpoint != endpoint || (i.Site.IsValid() && i.Site != site)
 }
 
 // Host returns the member's host number N (2 to 254) in its site.

@@ -245,6 +245,9 @@ type AddRequest struct {
 	PublicKey string
 	// FullTunnel sends all the member's traffic through the booture.
 	FullTunnel bool
+	// Endpoint is the booture's endpoint written in the member's
+	// configuration, recorded in Member.Issued (optional).
+	Endpoint string
 }
 
 // Add adds a member with the lowest free host number of the site and
@@ -303,6 +306,7 @@ func (r *Registry) Add(req AddRequest) (Member, *key.PrivateKey, error) {
 			IPv6:       ip6,
 			FullTunnel: req.FullTunnel,
 			Created:    r.now().UTC().Truncate(time.Second),
+			Issued:     issue(req.Endpoint, s.site),
 		}
 		s.put(added)
 		return true, nil

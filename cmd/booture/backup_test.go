@@ -119,3 +119,14 @@ func TestBackupNeedsAPassphrase(t *testing.T) {
 		t.Fatal("backup file written")
 	}
 }
+
+// An empty --pubkey is refused before the daemon is asked (it used to be
+// taken as no --pubkey: a key pair was made).
+func TestMemberAddEmptyPubkey(t *testing.T) {
+	for _, v := range []string{"", "  "} {
+		_, err := run(t, "member", "add", "alice", "--pubkey", v, "--socket", filepath.Join(t.TempDir(), "none.sock"))
+		if err == nil || !strings.Contains(err.Error(), "--pubkey is empty") {
+			t.Fatalf("--pubkey %q: %v", v, err)
+		}
+	}
+}

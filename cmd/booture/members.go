@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -31,6 +32,9 @@ has a placeholder for it.`,
 		Args: args(1, "one NAME"),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			req.Name = a[0]
+			if cmd.Flags().Changed("pubkey") && strings.TrimSpace(req.PublicKey) == "" {
+				return usageError{fmt.Errorf("--pubkey is empty: give the member's public key (wg pubkey prints it), or leave --pubkey out to have the booture make a key pair")}
+			}
 			return c.memberAdd(cmd.Context(), req, outFile)
 		},
 	})
@@ -58,6 +62,7 @@ has a placeholder for it.`,
 	show.Flags().BoolVar(&showConfig, "config", false, "print the member's configuration (with a placeholder for its private key)")
 	show.Flags().BoolVar(&showQR, "qr", false, "with --config, also show it as a QR code")
 	m.AddCommand(show)
+	m.AddCommand(c.memberReissueCommand(jsonFlag, args))
 	for _, v := range []struct {
 		verb, short string
 	}{

@@ -28,7 +28,11 @@ func (c *cli) status(ctx context.Context) error {
 	fmt.Fprintf(w, "endpoint\t%s (gossip %s)\n", st.Endpoint, st.Gossip)
 	fmt.Fprintf(w, "wireguard\t%s, %s, port %d, mtu %d\n", st.WireGuard.Interface, st.WireGuard.Mode, st.WireGuard.ListenPort, st.WireGuard.MTU)
 	fmt.Fprintf(w, "mesh\t%s (key changes: %d)\n", st.MeshID, st.Epoch)
-	fmt.Fprintf(w, "members\t%d\n", st.Members)
+	fmt.Fprintf(w, "members\t%d (their endpoint: %s)\n", st.Members, orDash(st.MemberEndpoint))
+	for _, m := range st.MembersOutdated {
+		fmt.Fprintf(w, "WARNING\tmember %s has a configuration for %s%s: give it a new one with \"booture member reissue %s --qr\"\n",
+			m.Name, m.IssuedEndpoint, siteNote(m.IssuedSite), m.Name)
+	}
 	if st.Reconcile.LastError != "" {
 		fmt.Fprintf(w, "network\tERROR: %s\n", st.Reconcile.LastError)
 	}
@@ -116,4 +120,11 @@ func bytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func siteNote(site string) string {
+	if site == "" {
+		return ""
+	}
+	return " (site " + site + ")"
 }

@@ -141,6 +141,9 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	h("POST /v1/plugins/{name}/reload", func(r *http.Request) (any, error) {
 		return b.ReloadPlugin(r.Context(), r.PathValue("name"))
 	})
+	if rb, ok := b.(ReissueBackend); ok {
+		h("POST /v1/members/{name}/reissue", handleReissue(rb))
+	}
 	if bb, ok := b.(BackupBackend); ok {
 		h("GET /v1/backup", func(r *http.Request) (any, error) {
 			if err := backupAllowed(r); err != nil {

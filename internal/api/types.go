@@ -35,10 +35,16 @@ type Status struct {
 	// Conflicts lists site conflicts found when parts of the mesh met.
 	Conflicts []Conflict `json:"conflicts"`
 	// Expelled is true when the other bootures expelled this one.
-	Expelled      bool      `json:"expelled"`
-	Members       int       `json:"members"`
-	Reconcile     Reconcile `json:"reconcile"`
-	GossipTraffic Traffic   `json:"gossip_traffic"`
+	Expelled bool `json:"expelled"`
+	Members  int  `json:"members"`
+	// MemberEndpoint is the Endpoint written in members' configurations
+	// (a DNS name when --advertise is one).
+	MemberEndpoint string `json:"member_endpoint"`
+	// MembersOutdated lists the members whose configuration names another
+	// endpoint or site than the booture's current ones.
+	MembersOutdated []OutdatedMember `json:"members_outdated"`
+	Reconcile       Reconcile        `json:"reconcile"`
+	GossipTraffic   Traffic          `json:"gossip_traffic"`
 }
 
 // WireGuard describes the data plane.

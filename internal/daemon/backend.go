@@ -84,6 +84,7 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 		st.Reconcile.LastRun = &t
 	}
 	st.Members = d.memberCount()
+	st.MemberEndpoint, st.MembersOutdated = d.outdatedMembers()
 	return st, nil
 }
 

@@ -104,6 +104,7 @@ func (d *Daemon) server() (members.Server, error) {
 		Site:      d.memberSite(v),
 		MeshIPv4:  mesh.PoolIPv4,
 		MeshIPv6:  v.ULA,
+		Domain:    d.cfg.Domain,
 	}, nil
 }
 
@@ -135,7 +136,7 @@ func (d *Daemon) AddMember(ctx context.Context, req api.MemberAddRequest) (api.M
 			return api.MemberAdded{}, err
 		}
 	}
-	m, priv, err := d.members.Add(members.AddRequest{Name: req.Name, PublicKey: req.PublicKey, FullTunnel: req.FullTunnel})
+	m, priv, err := d.members.Add(members.AddRequest{Name: req.Name, PublicKey: req.PublicKey, FullTunnel: req.FullTunnel, Endpoint: srv.Endpoint})
 	if err != nil {
 		return api.MemberAdded{}, memberError(err)
 	}
