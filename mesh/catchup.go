@@ -146,7 +146,7 @@ func (n *Node) serveCatchUp(ctx context.Context, conn net.Conn) error {
 	}
 	var req catchUpRequest
 	if kind != framePlain || json.Unmarshal(body, &req) != nil || req.Key.IsZero() {
-		return refuse(conn, "garbled", "malformed catch-up request")
+		return refuse(conn, &JoinRefusal{Code: RefusedGarbled, Reason: "malformed catch-up request"})
 	}
 	// The requester is not authenticated until it sends sealed
 	// credentials (if ever): the answer is decided under n.mu alone, and
@@ -164,13 +164,13 @@ func (n *Node) serveCatchUp(ctx context.Context, conn net.Conn) error {
 	switch {
 	case n.state.Expelled:
 		n.mu.Unlock()
-		return refuse(conn, "refused", "this booture was expelled from its mesh")
+		return refuse(conn, &JoinRefusal{Code: RefusedOther, Reason: "this booture was expelled from its mesh"})
 	case rv != nil:
 		b, _ := json.Marshal(rv)
 		rep.Outcome, rep.Sealed = "expelled", sealTo(req.Key, n.privateKey, b)
 	case !known:
 		n.mu.Unlock()
-		return refuse(conn, "unknown", "not a booture of this mesh")
+		return refuse(conn, &JoinRefusal{Code: RefusedUnknown, Reason: "not a booture of this mesh"})
 	case rep.Summary.Same(req.Summary):
 		rep.Outcome = "same"
 	case rep.Summary.Beats(req.Summary):
@@ -182,7 +182,7 @@ func (n *Node) serveCatchUp(ctx context.Context, conn net.Conn) error {
 		rep.Outcome, rep.Sealed = "mine", sealTo(req.Key, n.privateKey, b)
 	case req.Summary.MeshID == rep.Summary.MeshID && !epochReachable(rep.Summary.Epoch, req.Summary.Epoch):
 		n.mu.Unlock()
-		return refuse(conn, "refused", fmt.Sprintf("epoch %d is too far ahead of this mesh's %d", req.Summary.Epoch, rep.Summary.Epoch))
+		return refuse(conn, &JoinRefusal{Code: RefusedOther, Reason: fmt.Sprintf("epoch %d is too far ahead of this mesh's %d", req.Summary.Epoch, rep.Summary.Epoch)})
 	default:
 		rep.Outcome = "yours"
 	}

@@ -2,10 +2,12 @@ package mesh
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -196,8 +198,13 @@ func TestJoinRetryAfterLostAnswer(t *testing.T) {
 	if res.Site != first.Site {
 		t.Errorf("asking again gave site %d, the first answer %d", res.Site, first.Site)
 	}
-	if _, err := c.Join(context.Background(), inv.Token); !errorIs(err, ErrTokenUsed) {
+	_, err = c.Join(context.Background(), inv.Token)
+	if !errorIs(err, ErrTokenUsed) {
 		t.Fatalf("another booture with the used token: got %v, want ErrTokenUsed", err)
+	}
+	var refusal *JoinRefusal
+	if !errors.As(err, &refusal) || refusal.Code != RefusedUsed || !strings.Contains(refusal.Reason, "by b at ") {
+		t.Fatalf("another booture with the used token: got %#v, want a refusal %q naming b", err, RefusedUsed)
 	}
 	waitfor.Cond(t, 10*time.Second, "a and b see each other", func() bool {
 		_, ok := a.View().Peer("b")

@@ -262,31 +262,6 @@ func (n *Node) Join(ctx context.Context, tokenText string) (JoinResult, error) {
 	return JoinResult{}, fmt.Errorf("cannot reach the inviter: %w", errors.Join(errs...))
 }
 
-// errRefused marks a refusal by the inviter that retrying elsewhere would
-// not change.
-var errRefused = errors.New("join refused")
-
-// refusalCodes map the inviter's refusal codes to the joiner's errors.
-var refusalCodes = map[string]error{
-	"garbled": ErrTokenGarbled,
-	"expired": ErrTokenExpired,
-	"used":    ErrTokenUsed,
-	"unknown": ErrTokenUnknown,
-	"revoked": ErrTokenRevoked,
-}
-
-// refusal turns an error frame "code: message" into an error.
-func refusal(body []byte) error {
-	code, msg, _ := strings.Cut(string(body), ": ")
-	if e, ok := refusalCodes[code]; ok {
-		if msg != "" {
-			return fmt.Errorf("%w (%s)", e, msg)
-		}
-		return e
-	}
-	return fmt.Errorf("%w: %s", errRefused, body)
-}
-
 func (n *Node) redeem(ctx context.Context, addr netip.AddrPort, tok Token) (JoinResult, error) {
 	mt := n.transport()
 	if mt == nil {
@@ -327,7 +302,7 @@ func (n *Node) redeem(ctx context.Context, addr netip.AddrPort, tok Token) (Join
 	case err != nil:
 		return JoinResult{}, fmt.Errorf("%s: %w", addr, err)
 	case kind == frameError:
-		return JoinResult{}, refusal(body)
+		return JoinResult{}, parseRefusal(body)
 	case kind != frameNoise:
 		return JoinResult{}, fmt.Errorf("%s: unexpected handshake frame %q", addr, kind)
 	}
@@ -384,7 +359,7 @@ func (n *Node) redeem(ctx context.Context, addr netip.AddrPort, tok Token) (Join
 			return JoinResult{}, fmt.Errorf("%s: waiting for the inviter to merge: %w", addr, err)
 		}
 		if kind == frameError {
-			return JoinResult{}, refusal(body)
+			return JoinResult{}, parseRefusal(body)
 		}
 		n.log.Info("meshes merged: the inviter's mesh joined ours", "inviter", rep.Inviter, "mesh", id.String())
 		n.changed()
@@ -407,7 +382,7 @@ func (n *Node) handleStream(conn net.Conn, magic []byte) {
 		// An older booture's join: read its request (so that it reads
 		// the answer rather than a reset), then say why it cannot join.
 		if _, _, err = readFrame(conn, maxFirstFrame); err == nil {
-			err = refuse(conn, "upgrade", "the inviter runs a newer booture, whose invitations need the newer join handshake: upgrade booture on this box, then join again with the same token")
+			err = refuse(conn, &JoinRefusal{Code: RefusedUpgrade, Reason: "the inviter runs a newer booture, whose invitations need the newer join handshake: upgrade booture on this box, then join again with the same token"})
 		}
 	case bytes.Equal(magic, magicCatchUp):
 		err = n.serveCatchUp(ctx, conn)
@@ -417,16 +392,6 @@ func (n *Node) handleStream(conn net.Conn, magic []byte) {
 	}
 }
 
-// refuse sends an error frame and returns the error for the log.
-func refuse(conn net.Conn, code, msg string) error {
-	text := code
-	if msg != "" {
-		text += ": " + msg
-	}
-	writeFrame(conn, frameError, []byte(text))
-	return errors.New(text)
-}
-
 func (n *Node) serveJoin(ctx context.Context, conn net.Conn) error {
 	kind, body, err := readFrame(conn, maxFirstFrame)
 	if err != nil {
@@ -434,7 +399,7 @@ func (n *Node) serveJoin(ctx context.Context, conn net.Conn) error {
 	}
 	f, err := parseJoinRequestFrame(body)
 	if kind != frameNoise || err != nil {
-		return refuse(conn, "garbled", "malformed join request")
+		return refuse(conn, &JoinRefusal{Code: RefusedGarbled, Reason: "malformed join request"})
 	}
 	// The handshake's inviter side, once the invitation's secret is known.
 	var hs *noise.HandshakeState
@@ -450,10 +415,10 @@ func (n *Node) serveJoin(ctx context.Context, conn net.Conn) error {
 	// Serialize with every other change of credentials, but never hold the
 	// lock while waiting for the network.
 	n.opMu.Lock()
-	reply, code, why := n.admit(f.ID, open)
+	reply, err := n.admit(f.ID, open)
 	n.opMu.Unlock()
-	if code != "" {
-		return refuse(conn, code, why)
+	if err != nil {
+		return refuse(conn, refusalOf(err))
 	}
 	body, err = json.Marshal(reply)
 	if err != nil {
@@ -488,17 +453,17 @@ func (n *Node) serveJoin(ctx context.Context, conn net.Conn) error {
 	defer release()
 	plain, err := openChunks(recv, body)
 	if kind != frameTransport || err != nil {
-		return refuse(conn, "garbled", "merge credentials failed authentication")
+		return refuse(conn, &JoinRefusal{Code: RefusedGarbled, Reason: "merge credentials failed authentication"})
 	}
 	var p credsPayload
 	if err := json.Unmarshal(plain, &p); err != nil || p.validate() != nil {
-		return refuse(conn, "invalid", "malformed merge credentials")
+		return refuse(conn, &JoinRefusal{Code: RefusedInvalid, Reason: "malformed merge credentials"})
 	}
 	n.opMu.Lock()
 	err = n.adopt(&p, 0, 0, []netip.AddrPort{joiner.Gossip})
 	n.opMu.Unlock()
 	if err != nil {
-		return refuse(conn, "refused", err.Error())
+		return refuse(conn, &JoinRefusal{Code: RefusedOther, Reason: err.Error()})
 	}
 	n.log.Info("merged into the joiner's mesh", "peer", joiner.Name, "mesh", p.Creds.MeshID.String())
 	return writeFrame(conn, framePlain, []byte(`{"ok":true}`))
@@ -516,17 +481,17 @@ type admission struct {
 // retries. Later, the token is used, as for anyone else.
 const redeemRetryWindow = 5 * time.Minute
 
-// admit checks an invitation and decides the outcome of a join. On
-// refusal it returns an error code and message for the joiner. n.opMu must
-// be held.
-// open decrypts the request with the invitation's secret.
-func (n *Node) admit(id []byte, open func(secret []byte) ([]byte, error)) (reply admission, code, why string) {
+// admit checks an invitation and decides the outcome of a join; open
+// decrypts the request with the invitation's secret. A refusal is a
+// *JoinRefusal, for the joiner. n.opMu must be held.
+func (n *Node) admit(id []byte, open func(secret []byte) ([]byte, error)) (admission, error) {
+	var reply admission
 	now := n.now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	inv := n.invitationLocked(id)
 	if inv == nil {
-		return reply, "unknown", ""
+		return reply, &JoinRefusal{Code: RefusedUnknown}
 	}
 	used := fmt.Sprintf("by %s at %s", inv.UsedBy, time.UnixMilli(inv.UsedAt).UTC().Format(time.RFC3339))
 	// A used token may only be asked for again by the booture that used
@@ -535,29 +500,29 @@ func (n *Node) admit(id []byte, open func(secret []byte) ([]byte, error)) (reply
 	retry := inv.UsedAt != 0 && !inv.UsedByKey.IsZero() && now.Sub(time.UnixMilli(inv.UsedAt)) <= redeemRetryWindow
 	switch {
 	case inv.RevokedAt != 0:
-		return reply, "revoked", "at " + time.UnixMilli(inv.RevokedAt).UTC().Format(time.RFC3339)
+		return reply, &JoinRefusal{Code: RefusedRevoked, Reason: "at " + time.UnixMilli(inv.RevokedAt).UTC().Format(time.RFC3339)}
 	case inv.UsedAt != 0 && !retry:
-		return reply, "used", used
+		return reply, &JoinRefusal{Code: RefusedUsed, Reason: used}
 	case now.After(time.Unix(inv.Expires, 0)):
-		return reply, "expired", "at " + time.Unix(inv.Expires, 0).UTC().Format(time.RFC3339)
+		return reply, &JoinRefusal{Code: RefusedExpired, Reason: "at " + time.Unix(inv.Expires, 0).UTC().Format(time.RFC3339)}
 	}
 	plain, err := open(inv.Secret)
 	if err != nil {
-		return reply, "garbled", "the token's secret does not match"
+		return reply, &JoinRefusal{Code: RefusedGarbled, Reason: "the token's secret does not match"}
 	}
 	var req joinRequest
 	if err := json.Unmarshal(plain, &req); err != nil {
-		return reply, "garbled", "malformed join request"
+		return reply, &JoinRefusal{Code: RefusedGarbled, Reason: "malformed join request"}
 	}
 	joiner := req.Self
 	if retry && inv.UsedByKey != joiner.PublicKey {
-		return reply, "used", used
+		return reply, &JoinRefusal{Code: RefusedUsed, Reason: used}
 	}
 	if err := joiner.Validate(); err != nil {
-		return reply, "invalid", err.Error()
+		return reply, &JoinRefusal{Code: RefusedInvalid, Reason: err.Error()}
 	}
 	if why := n.checkJoinerLocked(joiner); why != "" {
-		return reply, "refused", why
+		return reply, &JoinRefusal{Code: RefusedOther, Reason: why}
 	}
 	ours := n.summaryLocked()
 	prev, hadPrev := n.roster[joiner.PublicKey]
@@ -572,7 +537,7 @@ func (n *Node) admit(id []byte, open func(secret []byte) ([]byte, error)) (reply
 		if hadPrev && (req.Summary.MeshID == ours.MeshID || retry) {
 			site = prev.Site // a booture of this mesh coming back, or asking again
 		} else if site, err = n.freeSiteLocked(); err != nil {
-			return reply, "refused", err.Error()
+			return reply, &JoinRefusal{Code: RefusedOther, Reason: err.Error()}
 		}
 		joiner.Site, joiner.SiteClaim = site, now.UnixMilli()
 		joiner.Gen = nextGen(joiner.Gen, now)
@@ -599,10 +564,10 @@ func (n *Node) admit(id []byte, open func(secret []byte) ([]byte, error)) (reply
 			delete(n.roster, joiner.PublicKey)
 		}
 		n.names = nil
-		return reply, "refused", "the inviter could not save its state"
+		return reply, &JoinRefusal{Code: RefusedOther, Reason: "the inviter could not save its state"}
 	}
 	reply.joiner = joiner
-	return reply, "", ""
+	return reply, nil
 }
 
 // checkJoinerLocked returns why a booture may not join, or "".

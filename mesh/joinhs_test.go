@@ -242,7 +242,7 @@ func TestJoinFromOlderBooture(t *testing.T) {
 	if err != nil || kind != frameError || !strings.HasPrefix(string(body), "upgrade: ") {
 		t.Fatalf("older booture's join: answer %q %q, %v; want an upgrade refusal", kind, body, err)
 	}
-	t.Logf("an older booture is told: %v", refusal(body))
+	t.Logf("an older booture is told: %v", parseRefusal(body))
 	if _, err := b.Join(context.Background(), inv.Token); err != nil {
 		t.Fatalf("the token after an older booture's attempt: %v", err)
 	}
