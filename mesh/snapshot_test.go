@@ -5,10 +5,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/booture/booture/internal/waitfor"
+	"github.com/booture/booture/key"
 )
 
 // A booture restored on a new machine from a backup taken before an
@@ -60,4 +62,17 @@ func loadStateBytes(t *testing.T, data []byte) (*persisted, error) {
 		t.Fatal(err)
 	}
 	return loadState(p)
+}
+
+// An older daemon refuses a mesh state file of a newer format, saying so.
+func TestNewerStateRefused(t *testing.T) {
+	n := startTestNode(t, "b1", "", key.PrivateKey{})
+	snap, err := n.StateSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := bytes.Replace(snap, []byte(`"version": 1`), []byte(`"version": 2`), 1)
+	if _, err := loadStateBytes(t, newer); err == nil || !strings.Contains(err.Error(), "newer booture") {
+		t.Fatalf("got %v", err)
+	}
 }

@@ -156,6 +156,9 @@ func loadState(path string) (*persisted, error) {
 	if err := store.ReadJSON(path, &p); err != nil {
 		return nil, err
 	}
+	if p.Version > stateVersion {
+		return nil, fmt.Errorf("mesh state %s: format version %d was written by a newer booture (this one reads version %d): upgrade booture", path, p.Version, stateVersion)
+	}
 	if p.Version != stateVersion {
 		return nil, fmt.Errorf("mesh state %s: format version %d is not supported", path, p.Version)
 	}

@@ -2,7 +2,10 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -42,8 +45,7 @@ func newReacher(stateDir string) *reacher {
 		endpoints: make(map[key.PublicKey]netip.AddrPort),
 		until:     make(map[key.PublicKey]time.Time),
 	}
-	var saved map[string]netip.AddrPort
-	if store.ReadJSON(r.path, &saved) == nil {
+	if saved, err := readEndpoints(r.path); err == nil {
 		for k, ep := range saved {
 			if pub, err := key.ParsePublicKey(k); err == nil && ep.IsValid() {
 				r.endpoints[pub] = ep
@@ -120,7 +122,7 @@ func (r *reacher) save() error {
 	}
 	r.dirty = false
 	r.mu.Unlock()
-	return store.WriteJSON(r.path, out, 0o600)
+	return store.WriteJSON(r.path, endpointsFile{Version: endpointsVersion, Endpoints: out}, 0o600)
 }
 
 // watchMembers records where members are seen, every period (a WireGuard
@@ -157,4 +159,40 @@ func (d *Daemon) watchMembers(ctx context.Context, period time.Duration) {
 			return
 		}
 	}
+}
+
+// endpointsVersion is the version of the endpoints file this daemon
+// writes. Version 0 (the first release) was the bare map.
+const endpointsVersion = 1
+
+type endpointsFile struct {
+	Version   int                       `json:"version"`
+	Endpoints map[string]netip.AddrPort `json:"endpoints"`
+}
+
+// readEndpoints reads the endpoints file in its current or first format;
+// a newer one is refused (it is a cache: the caller starts without it).
+func readEndpoints(path string) (map[string]netip.AddrPort, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var head struct {
+		Version *int `json:"version"`
+	}
+	if json.Unmarshal(data, &head) != nil || head.Version == nil {
+		var old map[string]netip.AddrPort
+		if err := json.Unmarshal(data, &old); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", path, err)
+		}
+		return old, nil
+	}
+	if *head.Version > endpointsVersion {
+		return nil, fmt.Errorf("reading %s: version %d was written by a newer booture", path, *head.Version)
+	}
+	var f endpointsFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return f.Endpoints, nil
 }

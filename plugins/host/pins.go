@@ -72,6 +72,8 @@ func (m *Manager) loadPins() error {
 		return nil
 	case err != nil:
 		return err
+	case f.Version > 1:
+		return fmt.Errorf("reading %s: version %d was written by a newer booture (this one reads version 1): upgrade booture", m.pinsPath, f.Version)
 	case f.Version != 1:
 		return fmt.Errorf("reading %s: unknown version %d", m.pinsPath, f.Version)
 	}
