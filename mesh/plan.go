@@ -12,25 +12,52 @@ import (
 // PeerKeepalive keeps NAT mappings between bootures open.
 const PeerKeepalive = 25 * time.Second
 
-// WireGuard cannot cope with two peers that start a handshake at the same
-// moment: each answers the other's initiation, which discards its own, both
-// answers are refused, and no session exists until the retry 5 s later. Two
-// bootures that learn of each other from the same gossip add each other
-// within milliseconds, so a new pair of peers gets roles for its first
-// seconds:
-//   - the booture with the lower public key initiates: it knows the
-//     other's endpoint at once, and sets the persistent keepalive (which
-//     sends a first packet, hence a handshake) initiatorDelay later, once
-//     the other side has surely added it too (a handshake that reaches a
-//     booture that does not know the sender yet is lost for 5 s);
-//   - the other one waits: no endpoint, so it cannot initiate (WireGuard
-//     learns the endpoint from the initiator's packets), and no keepalive,
-//     until responderDelay has passed; then it gets both, so that it can
-//     reach the initiator by itself if the initiator cannot reach it (NAT).
-const (
-	initiatorDelay = time.Second
-	responderDelay = 5 * time.Second
-)
+// A new pair of bootures (both add each other as WireGuard peers when
+// gossip shows the other up, within milliseconds of each other or up to a
+// second apart on a loaded machine) must pass traffic at once, from either
+// side. Two WireGuard facts shape how:
+//   - handshakes that cross (each side sends an initiation before it gets
+//     the other's) both fail, and WireGuard tries again only 5 s later (plus
+//     up to 1/3 s of jitter), where they may cross again: in the namespace
+//     lab, 10 bootures joining at once, with both sides of every new pair
+//     holding the endpoint and sending at once, had one to three pairs in
+//     45 waiting 5, 10 or 15 s;
+//   - an initiation that reaches a booture that does not know the sender
+//     yet is dropped, and the sender may send the next one only 5 s later.
+//
+// So a new pair has roles for its first seconds. The booture with the
+// lower public key initiates: it has the other's endpoint and a keepalive
+// at once (turning it on sends a packet, hence an initiation). The other
+// has neither until responderDelay, so it cannot initiate and no handshakes
+// cross; WireGuard holds its outgoing packets (in userspace; the kernel
+// drops them) until the initiator's handshake completes, and learns the
+// initiator's endpoint from it. If the responder did not know the
+// initiator yet, the initiator's initiation was lost: while it has heard
+// nothing from the responder, the initiator removes the peer and adds it
+// again at each of resetAfter past the peer coming up, which starts a new
+// initiation at once (re-creating the peer resets WireGuard's 5 s wait).
+// Only while nothing was heard: re-creating a peer that is in the middle
+// of a handshake would throw away keys the other side may go on to use
+// (the lab showed a direction dead for 15 s when a booture did). After
+// responderDelay, the responder gets the endpoint and keepalive too, to
+// reach an initiator that cannot reach it (NAT).
+//
+// Until then, the initiator's keepalive waited a second (to let the other
+// side add it) and nothing retried: traffic from the responder waited that
+// second, and an initiation lost all the same cost 5 s.
+const responderDelay = 5 * time.Second
+
+// resetAfter are the times, counted from when a booture peer came up, at
+// which the initiator re-creates the peer if it has heard nothing from it:
+// every 100 ms at first (a round trip takes a millisecond on a LAN), then
+// further apart, so that a machine too loaded to answer in time is not
+// kept from answering by ever newer initiations, and a booture that cannot
+// be reached (gone, or behind a NAT) costs a few attempts only. After the
+// last one, WireGuard's own attempts every 5 s go on.
+var resetAfter = []time.Duration{
+	100 * time.Millisecond, 200 * time.Millisecond, 350 * time.Millisecond, 550 * time.Millisecond,
+	850 * time.Millisecond, 1250 * time.Millisecond, 1750 * time.Millisecond, 2350 * time.Millisecond, 3050 * time.Millisecond,
+}
 
 // MemberPeer is an enabled VPN member of this booture, as the plan needs it.
 type MemberPeer struct {
@@ -63,8 +90,16 @@ type PlanInput struct {
 	// addresses (the gateway's HTTP and DNS): the filter lets members and
 	// other bootures reach those, and no other socket of the host.
 	TCPPorts, UDPPorts []uint16
-	// Now is the time the plan is made for (keepalive timing).
+	// Now is the time the plan is made for (handshake roles and retries).
 	Now time.Time
+	// Heard tells, for each booture peer, whether WireGuard has received
+	// anything from it (a handshake message or data) since the peer was
+	// added, as the interface reports it (missing: nothing). Plan reads it
+	// only for the new peers it watches (see NeedsHeard).
+	Heard map[key.PublicKey]bool
+	// Resets is when this booture last re-created each booture peer
+	// (netcfg.Peer.Reset, applied).
+	Resets map[key.PublicKey]time.Time
 }
 
 // Plan computes the desired WireGuard interface: one peer per booture that
@@ -99,28 +134,21 @@ func Plan(in PlanInput) netcfg.Config {
 	taken := takenKeys(in)
 	if !v.Expelled {
 		for _, p := range v.Peers {
-			if !p.State.Up() || p.SiteLost || p.Site == v.Site.Number {
-				continue
-			}
-			if taken[p.PublicKey] {
-				continue // see PlanSkips
+			if !planned(in, p, taken) {
+				continue // down, or see PlanSkips
 			}
 			s := SiteOf(v.ULA, p.Site)
 			peer := netcfg.Peer{
-				PublicKey:  p.PublicKey,
-				Endpoint:   p.Endpoint,
-				AllowedIPs: []netip.Prefix{s.IPv4, s.IPv6},
+				PublicKey:           p.PublicKey,
+				Endpoint:            p.Endpoint,
+				AllowedIPs:          []netip.Prefix{s.IPv4, s.IPv6},
+				PersistentKeepalive: PeerKeepalive,
 			}
-			age := in.Now.Sub(p.UpSince)
 			switch {
 			case initiates(v.Self.PublicKey, p.PublicKey):
-				if age >= initiatorDelay {
-					peer.PersistentKeepalive = PeerKeepalive
-				}
-			case age >= responderDelay:
-				peer.PersistentKeepalive = PeerKeepalive
-			default:
-				peer.Endpoint = netip.AddrPort{}
+				_, peer.Reset = resetSlot(in, p)
+			case !p.UpSince.IsZero() && in.Now.Sub(p.UpSince) < responderDelay:
+				peer.Endpoint, peer.PersistentKeepalive = netip.AddrPort{}, 0
 			}
 			cfg.Peers = append(cfg.Peers, peer)
 			cfg.Routes = append(cfg.Routes, s.IPv4, s.IPv6)
@@ -209,21 +237,78 @@ func PlanSkips(in PlanInput) []SkippedPeer {
 // initiates reports whether self starts the first handshake with peer.
 func initiates(self, peer key.PublicKey) bool { return self.String() < peer.String() }
 
-// PlanRecheck returns how long until Plan(in) changes by the passing of
-// time alone (a new peer's role delay ending), or 0 if it never will: the
-// reconciler plans again then.
-func PlanRecheck(in PlanInput) time.Duration {
-	var next time.Duration
+// planned reports whether Plan gives booture p a WireGuard peer: it is up
+// and holds a site of its own (taken is takenKeys(in)).
+func planned(in PlanInput, p Peer, taken map[key.PublicKey]bool) bool {
+	return !in.View.Expelled && p.State.Up() && !p.SiteLost && p.Site != in.View.Site.Number && !taken[p.PublicKey]
+}
+
+// watched reports whether this booture watches p, a peer Plan configures,
+// for a lost initiation: p came up less than a second past the last of
+// resetAfter ago (a late reconcile still does the last reset), this
+// booture initiates, and WireGuard has heard nothing from p.
+func watched(in PlanInput, p Peer) bool {
+	if p.UpSince.IsZero() || !initiates(in.View.Self.PublicKey, p.PublicKey) || in.Heard[p.PublicKey] {
+		return false
+	}
+	age := in.Now.Sub(p.UpSince)
+	return age >= 0 && age < resetAfter[len(resetAfter)-1]+time.Second
+}
+
+// resetSlot returns the last of resetAfter that p's age has reached (-1 if
+// none) and whether the peer is due to be re-created for it: watched, and
+// not re-created since that time.
+func resetSlot(in PlanInput, p Peer) (slot int, due bool) {
+	if !watched(in, p) {
+		return -1, false
+	}
+	age := in.Now.Sub(p.UpSince)
+	slot = -1
+	for i, at := range resetAfter {
+		if age >= at {
+			slot = i
+		}
+	}
+	if slot < 0 {
+		return -1, false
+	}
+	return slot, in.Resets[p.PublicKey].Before(p.UpSince.Add(resetAfter[slot]))
+}
+
+// NeedsHeard reports whether Plan(in) depends on in.Heard: some new peer
+// is watched. The daemon reads the interface only then.
+func NeedsHeard(in PlanInput) bool {
+	taken := takenKeys(in)
 	for _, p := range in.View.Peers {
-		if !p.State.Up() || p.UpSince.IsZero() {
+		if planned(in, p, taken) && watched(in, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// PlanRecheck returns how long until Plan(in) may change by the passing of
+// time alone (a responder's delay ending, a watched peer's next reset), or
+// 0 if it never will: the reconciler plans again then.
+func PlanRecheck(in PlanInput) time.Duration {
+	taken := takenKeys(in)
+	var next time.Duration
+	soonest := func(left time.Duration) {
+		if left > 0 && (next == 0 || left < next) {
+			next = left
+		}
+	}
+	for _, p := range in.View.Peers {
+		if !planned(in, p, taken) || p.UpSince.IsZero() {
 			continue
 		}
-		delay := responderDelay
-		if initiates(in.View.Self.PublicKey, p.PublicKey) {
-			delay = initiatorDelay
+		age := in.Now.Sub(p.UpSince)
+		if !initiates(in.View.Self.PublicKey, p.PublicKey) {
+			soonest(responderDelay - age)
+			continue
 		}
-		if left := delay - in.Now.Sub(p.UpSince); left > 0 && (next == 0 || left < next) {
-			next = left
+		if slot, _ := resetSlot(in, p); watched(in, p) && slot+1 < len(resetAfter) {
+			soonest(resetAfter[slot+1] - age)
 		}
 	}
 	return next

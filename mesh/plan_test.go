@@ -32,7 +32,7 @@ var (
 	planPriv = key.PrivateKeyFromRaw32([key.Len]byte{0x01})
 
 	lowKey, highKey, higherKey = planKey(0x10), planKey(0x50), planKey(0x60)
-	site5, site7               = SiteOf(planULA, 5), SiteOf(planULA, 7)
+	site5, site6, site7        = SiteOf(planULA, 5), SiteOf(planULA, 6), SiteOf(planULA, 7)
 	endpoint5                  = netip.MustParseAddrPort("198.51.100.5:51820")
 	endpoint7v6                = netip.MustParseAddrPort("[2001:db8::7]:51820")
 )
@@ -61,6 +61,18 @@ func planInput(peers []Peer, members []MemberPeer) PlanInput {
 	}
 }
 
+// ago turns durations before planNow into times (nil stays nil).
+func ago(m map[key.PublicKey]time.Duration) map[key.PublicKey]time.Time {
+	if m == nil {
+		return nil
+	}
+	out := make(map[key.PublicKey]time.Time, len(m))
+	for k, d := range m {
+		out[k] = planNow.Add(-d)
+	}
+	return out
+}
+
 func planHost(s Site, h int) (netip.Prefix, netip.Prefix) {
 	v4, v6 := s.Host(h)
 	return netip.PrefixFrom(v4, 32), netip.PrefixFrom(v6, 128)
@@ -80,6 +92,10 @@ func TestPlan(t *testing.T) {
 		peers    []Peer
 		members  []MemberPeer
 		expelled bool
+		// heard: peers WireGuard has heard from; resets: how long before
+		// planNow this booture last re-created each peer.
+		heard  map[key.PublicKey]bool
+		resets map[key.PublicKey]time.Duration
 
 		wantPeers      []netcfg.Peer
 		wantRoutes     []netip.Prefix
@@ -99,17 +115,17 @@ func TestPlan(t *testing.T) {
 			wantRoutes: []netip.Prefix{site5.IPv4, site5.IPv6},
 		},
 		{
-			name:  "new peer, this booture initiates: endpoint at once, keepalive after initiatorDelay",
-			peers: []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, 300*time.Millisecond)},
+			name:  "new peer, this booture initiates: endpoint and keepalive at once, watched until it answers",
+			peers: []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, 30*time.Millisecond)},
 			wantPeers: []netcfg.Peer{{
 				PublicKey: highKey, Endpoint: endpoint5,
-				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6},
+				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
 			}},
 			wantRoutes:  []netip.Prefix{site5.IPv4, site5.IPv6},
-			wantRecheck: initiatorDelay - 300*time.Millisecond,
+			wantRecheck: resetAfter[0] - 30*time.Millisecond,
 		},
 		{
-			name:  "new peer, this booture responds: neither endpoint nor keepalive until responderDelay",
+			name:  "new peer, this booture responds: neither endpoint nor keepalive until responderDelay (no crossing handshakes)",
 			peers: []Peer{planPeer("a", lowKey, 5, endpoint5, StateAlive, 2*time.Second)},
 			wantPeers: []netcfg.Peer{{
 				PublicKey: lowKey, AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6},
@@ -122,6 +138,67 @@ func TestPlan(t *testing.T) {
 			peers: []Peer{planPeer("a", lowKey, 5, endpoint5, StateAlive, responderDelay)},
 			wantPeers: []netcfg.Peer{{
 				PublicKey: lowKey, Endpoint: endpoint5,
+				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
+			}},
+			wantRoutes: []netip.Prefix{site5.IPv4, site5.IPv6},
+		},
+		{
+			name:  "initiator, nothing heard at the first reset time: the peer is re-created (a new initiation)",
+			peers: []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, 150*time.Millisecond)},
+			wantPeers: []netcfg.Peer{{
+				PublicKey: highKey, Endpoint: endpoint5,
+				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive, Reset: true,
+			}},
+			wantRoutes:  []netip.Prefix{site5.IPv4, site5.IPv6},
+			wantRecheck: resetAfter[1] - 150*time.Millisecond,
+		},
+		{
+			name:   "initiator, re-created since the reset time: not again until the next one",
+			peers:  []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, 150*time.Millisecond)},
+			resets: map[key.PublicKey]time.Duration{highKey: 10 * time.Millisecond},
+			wantPeers: []netcfg.Peer{{
+				PublicKey: highKey, Endpoint: endpoint5,
+				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
+			}},
+			wantRoutes:  []netip.Prefix{site5.IPv4, site5.IPv6},
+			wantRecheck: resetAfter[1] - 150*time.Millisecond,
+		},
+		{
+			name:   "initiator, re-created before the peer last came up: re-created again",
+			peers:  []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, 150*time.Millisecond)},
+			resets: map[key.PublicKey]time.Duration{highKey: time.Minute},
+			wantPeers: []netcfg.Peer{{
+				PublicKey: highKey, Endpoint: endpoint5,
+				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive, Reset: true,
+			}},
+			wantRoutes:  []netip.Prefix{site5.IPv4, site5.IPv6},
+			wantRecheck: resetAfter[1] - 150*time.Millisecond,
+		},
+		{
+			name:  "initiator, the responder answered (maybe mid-handshake): never re-created, no recheck",
+			peers: []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, 150*time.Millisecond)},
+			heard: map[key.PublicKey]bool{highKey: true},
+			wantPeers: []netcfg.Peer{{
+				PublicKey: highKey, Endpoint: endpoint5,
+				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
+			}},
+			wantRoutes: []netip.Prefix{site5.IPv4, site5.IPv6},
+		},
+		{
+			name:   "initiator, past the last reset time (done): WireGuard's own attempts go on",
+			peers:  []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, resetAfter[len(resetAfter)-1]+100*time.Millisecond)},
+			resets: map[key.PublicKey]time.Duration{highKey: 50 * time.Millisecond},
+			wantPeers: []netcfg.Peer{{
+				PublicKey: highKey, Endpoint: endpoint5,
+				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
+			}},
+			wantRoutes: []netip.Prefix{site5.IPv4, site5.IPv6},
+		},
+		{
+			name:  "initiator, up long ago and never heard from (unreachable): not re-created",
+			peers: []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, old)},
+			wantPeers: []netcfg.Peer{{
+				PublicKey: highKey, Endpoint: endpoint5,
 				AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}, PersistentKeepalive: PeerKeepalive,
 			}},
 			wantRoutes: []netip.Prefix{site5.IPv4, site5.IPv6},
@@ -193,17 +270,26 @@ func TestPlan(t *testing.T) {
 			wantRoutes: []netip.Prefix{site5.IPv4, site7.IPv4, site5.IPv6, site7.IPv6},
 		},
 		{
-			name: "recheck is the soonest role change among new peers",
+			name: "recheck is the soonest of a responder's delay and the watched peers' next reset",
 			peers: []Peer{
 				planPeer("a", lowKey, 5, endpoint5, StateAlive, 4*time.Second),             // responder: 1 s left
-				planPeer("c", higherKey, 7, endpoint7v6, StateAlive, 200*time.Millisecond), // initiator: 800 ms left
+				planPeer("b", highKey, 6, endpoint5, StateAlive, 180*time.Millisecond),     // next reset in 20 ms, but it answered
+				planPeer("c", higherKey, 7, endpoint7v6, StateAlive, 150*time.Millisecond), // next reset in 50 ms
 			},
+			heard:  map[key.PublicKey]bool{highKey: true},
+			resets: map[key.PublicKey]time.Duration{higherKey: 40 * time.Millisecond},
 			wantPeers: []netcfg.Peer{
 				{PublicKey: lowKey, AllowedIPs: []netip.Prefix{site5.IPv4, site5.IPv6}},
-				{PublicKey: higherKey, Endpoint: endpoint7v6, AllowedIPs: []netip.Prefix{site7.IPv4, site7.IPv6}},
+				{PublicKey: highKey, Endpoint: endpoint5, AllowedIPs: []netip.Prefix{site6.IPv4, site6.IPv6}, PersistentKeepalive: PeerKeepalive},
+				{PublicKey: higherKey, Endpoint: endpoint7v6, AllowedIPs: []netip.Prefix{site7.IPv4, site7.IPv6}, PersistentKeepalive: PeerKeepalive},
 			},
-			wantRoutes:  []netip.Prefix{site5.IPv4, site7.IPv4, site5.IPv6, site7.IPv6},
-			wantRecheck: 800 * time.Millisecond,
+			wantRoutes:  []netip.Prefix{site5.IPv4, site6.IPv4, site7.IPv4, site5.IPv6, site6.IPv6, site7.IPv6},
+			wantRecheck: resetAfter[1] - 150*time.Millisecond,
+		},
+		{
+			name:     "expelled: no reset, no recheck",
+			peers:    []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, 100*time.Millisecond)},
+			expelled: true,
 		},
 		{
 			name: "split-tunnel member: its two host addresses, no endpoint, no full tunnel",
@@ -269,6 +355,7 @@ func TestPlan(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			in := planInput(tt.peers, tt.members)
 			in.View.Expelled = tt.expelled
+			in.Heard, in.Resets = tt.heard, ago(tt.resets)
 			got := Plan(in)
 			if !reflect.DeepEqual(got.Peers, tt.wantPeers) {
 				t.Errorf("peers:\n%s\nwant:\n%s", formatPeers(got.Peers), formatPeers(tt.wantPeers))
@@ -328,14 +415,26 @@ func TestPlanInterface(t *testing.T) {
 }
 
 // TestPlanRecheckIsWhenPlanChanges checks PlanRecheck's promise to the
-// reconciler: the plan stays the same until the recheck delay has passed,
-// and differs once it has; with no recheck, it stays the same for good.
+// reconciler: once the resets a plan asks for are applied (recorded in
+// Resets, as the daemon does), the plan stays the same until the recheck
+// delay has passed, and differs once it has; with no recheck, it stays the
+// same for good.
 func TestPlanRecheckIsWhenPlanChanges(t *testing.T) {
-	for _, upFor := range []time.Duration{0, 10 * time.Millisecond, 999 * time.Millisecond, time.Second, 3 * time.Second, 5 * time.Second, time.Hour} {
-		for _, key := range []key.PublicKey{lowKey, highKey} {
-			in := planInput([]Peer{planPeer("p", key, 5, endpoint5, StateAlive, upFor)}, nil)
-			name := fmt.Sprintf("up %v, initiator %v", upFor, initiates(planSelf.PublicKey, key))
-			before := Plan(in)
+	for _, upFor := range []time.Duration{0, 10 * time.Millisecond, 99 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond, 999 * time.Millisecond, 3 * time.Second, 3500 * time.Millisecond, 5 * time.Second, time.Hour} {
+		for _, k := range []key.PublicKey{lowKey, highKey} {
+			in := planInput([]Peer{planPeer("p", k, 5, endpoint5, StateAlive, upFor)}, nil)
+			in.Resets = map[key.PublicKey]time.Time{}
+			name := fmt.Sprintf("up %v, initiator %v", upFor, initiates(planSelf.PublicKey, k))
+			settle := func() netcfg.Config {
+				cfg := Plan(in)
+				for _, p := range cfg.Peers {
+					if p.Reset {
+						in.Resets[p.PublicKey] = in.Now
+					}
+				}
+				return Plan(in)
+			}
+			before := settle()
 			recheck := PlanRecheck(in)
 			if recheck == 0 {
 				in.Now = in.Now.Add(24 * time.Hour)
@@ -344,14 +443,40 @@ func TestPlanRecheckIsWhenPlanChanges(t *testing.T) {
 				}
 				continue
 			}
-			in.Now = planNow.Add(recheck - time.Nanosecond)
+			at := in.Now
+			in.Now = at.Add(recheck - time.Nanosecond)
 			if just := Plan(in); !reflect.DeepEqual(just, before) {
 				t.Errorf("%s: the plan changes before the recheck (%v)", name, recheck)
 			}
-			in.Now = planNow.Add(recheck)
+			in.Now = at.Add(recheck)
 			if after := Plan(in); reflect.DeepEqual(after, before) {
 				t.Errorf("%s: the plan is the same at the recheck (%v): a wasted plan", name, recheck)
 			}
+		}
+	}
+}
+
+// TestNeedsHeard: the daemon reads the interface only while some new peer
+// is watched for a lost initiation.
+func TestNeedsHeard(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		peers []Peer
+		want  bool
+	}{
+		{"no peer", nil, false},
+		{"new peer this booture initiates to", []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, 10*time.Millisecond)}, true},
+		{"new peer that initiates to this booture", []Peer{planPeer("a", lowKey, 5, endpoint5, StateAlive, 10*time.Millisecond)}, false},
+		{"peer up long ago", []Peer{planPeer("b", highKey, 5, endpoint5, StateAlive, time.Hour)}, false},
+		{"dead peer", []Peer{planPeer("b", highKey, 5, endpoint5, StateDead, 0)}, false},
+		{"new peer that lost its site contest (not configured)", []Peer{func() Peer {
+			p := planPeer("b", highKey, 5, endpoint5, StateAlive, 10*time.Millisecond)
+			p.SiteLost = true
+			return p
+		}()}, false},
+	} {
+		if got := NeedsHeard(planInput(tt.peers, nil)); got != tt.want {
+			t.Errorf("%s: NeedsHeard = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }
@@ -360,7 +485,7 @@ func TestPlanRecheckIsWhenPlanChanges(t *testing.T) {
 func formatPeers(ps []netcfg.Peer) string {
 	var b strings.Builder
 	for _, p := range ps {
-		fmt.Fprintf(&b, "  peer %s endpoint %v allowed %v keepalive %v\n", p.PublicKey, p.Endpoint, p.AllowedIPs, p.PersistentKeepalive)
+		fmt.Fprintf(&b, "  peer %s endpoint %v allowed %v keepalive %v reset %v\n", p.PublicKey, p.Endpoint, p.AllowedIPs, p.PersistentKeepalive, p.Reset)
 	}
 	if b.Len() == 0 {
 		return "  (none)"

@@ -138,8 +138,8 @@ type PeerChange struct {
 
 // Diff computes the minimal list of Ops that makes obs match cfg. cfg must
 // be valid (Config.Validate). Peers whose key, endpoint, allowed IPs and
-// keepalive match get no Op; a peer without Endpoint in cfg keeps the
-// endpoint WireGuard has learnt.
+// keepalive match get no Op (unless Reset: then a removal and an addition);
+// a peer without Endpoint in cfg keeps the endpoint WireGuard has learnt.
 //
 // Order: restoring forwarding sysctls no longer needed (closing the path
 // first), link, firewall, unreachable routes, device, peers (removals
@@ -284,6 +284,10 @@ func diffPeers(ifc string, have []PeerState, want []Peer) []Op {
 		ka := d.PersistentKeepalive.Truncate(time.Second)
 		allowed := normPrefixes(d.AllowedIPs)
 		a, ok := actual[d.PublicKey]
+		if ok && d.Reset {
+			ops = append(ops, Op{Kind: OpPeer, Interface: ifc, Peer: PeerChange{PublicKey: d.PublicKey, Remove: true}})
+			ok = false
+		}
 		if !ok {
 			pc := PeerChange{PublicKey: d.PublicKey, ReplaceAllowedIPs: true, AllowedIPs: allowed}
 			if d.Endpoint.IsValid() {

@@ -164,6 +164,13 @@ func TestDiffGolden(t *testing.T) {
 			c.Peers = c.Peers[:2]                                    // member removed
 			return c
 		}},
+		{"reset-peer", func() Observed { return observedOf(baseConfig()) }, func() Config {
+			c := baseConfig()
+			c.Peers[0].Reset = true // unchanged, re-created: removed then added whole
+			c.Peers = append(c.Peers, Peer{PublicKey: testPub(4), Endpoint: ap("198.51.100.4:51820"), AllowedIPs: pfxs("10.77.4.0/24"), PersistentKeepalive: 25 * time.Second, Reset: true})
+			c.Routes = append(c.Routes, pfx("10.77.4.0/24"))
+			return c
+		}},
 		{"learnt-endpoint-kept", func() Observed {
 			o := observedOf(baseConfig())
 			o.Peers[2].Endpoint = ap("203.0.113.50:41000") // roaming member, learnt

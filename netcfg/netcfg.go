@@ -86,6 +86,12 @@ type Peer struct {
 	AllowedIPs []netip.Prefix
 	// PersistentKeepalive; 0 disables it.
 	PersistentKeepalive time.Duration
+	// Reset has Apply remove the peer and add it again, even if nothing
+	// differs: WireGuard forgets its handshake state, including its wait of
+	// 5 s between two initiations, and a keepalive makes it start a fresh
+	// handshake at once. It is a one-time action: the next Config leaves
+	// it unset.
+	Reset bool
 }
 
 // Firewall describes the nftables rules the daemon owns (one table of its

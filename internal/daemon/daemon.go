@@ -68,6 +68,7 @@ type Daemon struct {
 	reach    *reacher
 	applier  netcfg.Applier
 	rec      *reconciler
+	resets   peerResets // the reconciler's goroutine only
 	registry *prometheus.Registry
 	adv      advertised
 
@@ -152,6 +153,7 @@ func start(ctx context.Context, opts Options) (*Daemon, error) {
 		moveMembers: d.moveMembers,
 		desired:     d.desired,
 		noteSkipped: d.noteSkipped,
+		applied:     d.resets.applied,
 	}, cfg.Resync, log.With("subsystem", "reconcile"))
 
 	gossipPort := cfg.GossipPort
@@ -298,7 +300,9 @@ func resolveAdvertise(cfg config.Config) (advertised, error) {
 
 // desired computes the network state the reconciler applies for the view v,
 // and how long until it changes with time alone. It changes nothing: the
-// reconciler moves the members to a new site before (moveMembers).
+// reconciler moves the members to a new site before (moveMembers). While a
+// new peer is watched for a lost initiation (mesh.NeedsHeard), it reads the
+// interface's counters.
 func (d *Daemon) desired(v mesh.View) (netcfg.Config, time.Duration, error) {
 	now := time.Now()
 	members, reachEnds := d.memberPeers(now)
@@ -314,6 +318,10 @@ func (d *Daemon) desired(v mesh.View) (netcfg.Config, time.Duration, error) {
 		TCPPorts:            meshPorts(d.cfg.MeshTCPPorts, d.cfg.HTTPPort, d.cfg.DNSPort),
 		UDPPorts:            meshPorts(d.cfg.MeshUDPPorts, d.cfg.DNSPort),
 		Now:                 now,
+		Resets:              d.resets.snapshot(),
+	}
+	if mesh.NeedsHeard(in) {
+		in.Heard = heard(d.applier, v)
 	}
 	recheck := mesh.PlanRecheck(in)
 	if reachEnds > 0 && (recheck == 0 || reachEnds < recheck) {

@@ -104,6 +104,10 @@ func startDaemonWith(t *testing.T, name string, dir string, log *slog.Logger, op
 		o(&cfg)
 	}
 	rec := &recorder{Fake: fakenet.New()}
+	// Fakes have no data plane: peers complete their handshakes at once,
+	// so that no booture peer is re-created for want of an answer
+	// (TestSilentPeerRecreated turns it off).
+	rec.SetHandshakeOnAdd(true)
 	td := &testDaemon{name: name, net: rec, client: api.NewClient(cfg.Socket), done: make(chan error, 1), dir: dir}
 	ready := make(chan *Daemon, 1)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -55,6 +55,9 @@ type reconcileSteps struct {
 	// noteSkipped, if set, reports the bootures the plan for the view
 	// leaves out (see mesh.PlanSkips), once each.
 	noteSkipped func(mesh.View)
+	// applied, if set, is told of each Config applied without error, and
+	// when: the one-time actions it carried (netcfg.Peer.Reset) are done.
+	applied func(netcfg.Config, time.Time)
 }
 
 // errStopping answers API applies once the reconciler has stopped.
@@ -152,6 +155,9 @@ func (r *reconciler) apply(ctx context.Context) (time.Duration, error) {
 	}
 	if err == nil {
 		err = r.applier.Apply(ctx, cfg)
+		if err == nil && r.steps.applied != nil {
+			r.steps.applied(cfg, time.Now())
+		}
 	}
 	r.mu.Lock()
 	r.runs++

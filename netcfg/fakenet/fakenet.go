@@ -48,6 +48,9 @@ type Fake struct {
 	uplink     string
 	force6     bool // kernel has net.ipv6.conf.*.force_forwarding
 	sysctl     map[string]string
+	// handshakeOnAdd: a peer added with an endpoint completes a
+	// handshake at once.
+	handshakeOnAdd bool
 
 	closed   bool
 	link     bool
@@ -86,6 +89,12 @@ func New() *Fake {
 		failAfter:  -1,
 	}
 }
+
+// SetHandshakeOnAdd makes a peer added with an endpoint report a handshake
+// completed when it was added, as if the other side answered at once (off
+// by default: no handshake ever completes). Fakes have no data plane; a
+// test of something else wants peers that settle.
+func (f *Fake) SetHandshakeOnAdd(on bool) { f.mu.Lock(); f.handshakeOnAdd = on; f.mu.Unlock() }
 
 // SetMode sets the mode State reports (default userspace).
 func (f *Fake) SetMode(m netcfg.Mode) { f.mu.Lock(); f.mode = m; f.mu.Unlock() }
@@ -314,6 +323,9 @@ func (f *Fake) configurePeerLocked(pc netcfg.PeerChange) {
 		}
 		p = &peer{}
 		f.peers[pc.PublicKey] = p
+		if f.handshakeOnAdd && pc.Endpoint.IsValid() {
+			p.handshake = time.Now()
+		}
 	}
 	if ep := pc.Endpoint; ep.IsValid() {
 		p.endpoint = netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())

@@ -506,6 +506,26 @@ func TestLinuxUserspace(t *testing.T) {
 		t.Errorf("untouched peer changed: %q", got)
 	}
 
+	// A peer to reset is removed and added again, whole, in one
+	// configuration (WireGuard starts its handshake state afresh); the
+	// next Apply, without Reset, changes nothing.
+	cfg.Peers[0].Reset = true
+	ops = a.apply(cfg)
+	want = []string{
+		fmt.Sprintf("wg set %s peer %s remove", iface, p2),
+		fmt.Sprintf("wg set %s peer %s endpoint 198.51.100.2:51820 allowed-ips 10.77.2.0/24,fd00:77:1:2::/64 persistent-keepalive 25", iface, p2),
+	}
+	if strings.Join(ops, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ops of a reset:\n%s\nwant:\n%s", strings.Join(ops, "\n"), strings.Join(want, "\n"))
+	}
+	if got := wgDump(t, ns, iface)[p2.String()]; len(got) != 7 || got[1] != "198.51.100.2:51820" || got[2] != "10.77.2.0/24,fd00:77:1:2::/64" || got[6] != "25" {
+		t.Errorf("wg dump of the reset peer: %q", got)
+	}
+	cfg.Peers[0].Reset = false
+	if ops := a.apply(cfg); len(ops) != 0 {
+		t.Errorf("Apply after the reset changed: %q", ops)
+	}
+
 	// Drift made by hand is repaired, and only it.
 	mustRun(t, "ip", "-n", ns, "route", "del", "10.77.2.0/24", "dev", iface)
 	mustRun(t, "ip", "-n", ns, "route", "add", "192.0.2.0/24", "dev", iface)
