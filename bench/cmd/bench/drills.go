@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,7 +52,11 @@ func (d *drill) found(format string, args ...any) {
 // done files the drill; err is what stopped it early, if anything.
 func (b *bench) done(d *drill, err error) {
 	if err != nil {
-		d.check("drill ran to its end", err, "")
+		detail := ""
+		if errors.Is(b.ctx.Err(), context.DeadlineExceeded) {
+			d.CutShort, detail = true, "cut short by the time budget:"
+		}
+		d.check("drill ran to its end", err, detail)
 	}
 	d.Seconds = time.Since(d.t0).Seconds()
 	d.OK = len(d.Checked) > 0

@@ -288,7 +288,21 @@ func run(parent context.Context, o options) int {
 	logf("results in %s, report in %s, plots in %s (%s)", out, o.md, o.plots, time.Since(b.start).Round(time.Second))
 	lab.RemoveBinaries()
 	for _, d := range b.res.Drills {
-		if !d.OK && slices.Contains(ranIDs(b.res, want), d.By) {
+		if d.OK || !slices.Contains(ranIDs(b.res, want), d.By) {
+			continue
+		}
+		bad := 0
+		for _, c := range d.Checked {
+			if !c.OK {
+				bad++
+			}
+		}
+		if d.CutShort {
+			bad-- // its "ran to its end"
+			cut = true
+			logf("drill cut short by the time budget: %s", d.Name)
+		}
+		if bad > 0 {
 			logf("drill failed: %s", d.Name)
 			failed = true
 		}

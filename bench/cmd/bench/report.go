@@ -178,7 +178,10 @@ func writeReport(res *Results, mdPath, plotDir string) error {
 		w("## Fault drills\n\nEach drill is bounded in time, asserts that nothing is lost, and says what it checked and what it found.\n\n")
 		for _, d := range res.Drills {
 			mark := "✅ passed"
-			if !d.OK {
+			switch {
+			case d.CutShort:
+				mark = "⏱ cut short by the time budget"
+			case !d.OK:
 				mark = "❌ FAILED"
 			}
 			w("### %s — %s (%s)\n\n%s\n\nCommand: %s\n\n", d.Name, mark, fmtDur(d.Seconds), d.What, mdCode(d.Command))

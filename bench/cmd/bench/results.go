@@ -111,6 +111,9 @@ type Drill struct {
 	Found   []string `json:"found"`
 	OK      bool     `json:"ok"`
 	Seconds float64  `json:"seconds"`
+	// CutShort: the time budget ended the drill (its unfinished check
+	// fails, but the run does not count it as a failed drill).
+	CutShort bool `json:"cut_short,omitempty"`
 }
 
 // Check is one assertion of a drill.
