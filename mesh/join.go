@@ -33,7 +33,7 @@ func (p *credsPayload) validate() error {
 		return errors.New("credentials payload too large")
 	}
 	if p.Creds.Epoch > maxEpoch {
-		return fmt.Errorf("credentials at epoch %d, past the last one (%d)", p.Creds.Epoch, maxEpoch)
+		return fmt.Errorf("credentials at epoch %d, past the last one (%d)", p.Creds.Epoch, uint64(maxEpoch))
 	}
 	return nil
 }

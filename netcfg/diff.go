@@ -488,7 +488,7 @@ func (o Op) Lines() []string {
 // UnreachableLine renders adding or deleting (verb "add" or "del") the
 // unreachable route of p as an ip(8) command.
 func UnreachableLine(verb string, p netip.Prefix) string {
-	return "ip route " + verb + " unreachable " + p.String() + " metric " + strconv.Itoa(UnreachableMetric)
+	return "ip route " + verb + " unreachable " + p.String() + " metric " + strconv.FormatUint(UnreachableMetric, 10)
 }
 
 // SysctlName turns a /proc/sys path into sysctl(8)'s dotted name (dots in

@@ -247,7 +247,7 @@ func unreachableRoutes() ([]netip.Prefix, error) {
 	}
 	var out []netip.Prefix
 	for _, r := range routes {
-		if r.Priority != netcfg.UnreachableMetric || r.Dst == nil {
+		if r.Priority != unreachablePriority || r.Dst == nil {
 			continue
 		}
 		if p, ok := prefixFromIPNet(*r.Dst); ok {
@@ -257,8 +257,13 @@ func unreachableRoutes() ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// unreachablePriority is netcfg.UnreachableMetric as netlink's int
+// Priority: the metric is a u32 that does not fit a 32-bit int (armhf),
+// where netlink converts it the same way when reading routes back.
+var unreachablePriority = func() int { m := uint32(netcfg.UnreachableMetric); return int(m) }()
+
 func unreachableRoute(p netip.Prefix) *netlink.Route {
-	return &netlink.Route{Dst: prefixIPNet(p), Table: unix.RT_TABLE_MAIN, Type: unix.RTN_UNREACHABLE, Priority: netcfg.UnreachableMetric}
+	return &netlink.Route{Dst: prefixIPNet(p), Table: unix.RT_TABLE_MAIN, Type: unix.RTN_UNREACHABLE, Priority: unreachablePriority}
 }
 
 func addUnreachable(p netip.Prefix) error {

@@ -16,11 +16,13 @@ GO=${GO:-go}
 export CGO_ENABLED=0
 
 # A Debian version must start with a digit: v1.2.3-4-gabc -> 1.2.3+4+gabc,
-# a bare commit hash -> 0~gitHASH.
+# a bare commit hash (no tag yet; it may start with a digit) -> 0~gitHASH.
 raw=${VERSION:-$(git -C "$top" describe --tags --always --dirty 2>/dev/null || echo dev)}
 ver=${raw#v}
 ver=${ver//-/+}
-[[ $ver =~ ^[0-9] ]] || ver="0~git${ver}"
+if [[ ! $ver =~ ^[0-9] ]] || [[ $raw =~ ^[0-9a-f]{7,40}(-dirty)?$ ]]; then
+  ver="0~git${ver}"
+fi
 ldflags="-s -w -X github.com/booture/booture/internal/daemon.Version=$raw -X main.version=$raw"
 
 mkdir -p "$out"
