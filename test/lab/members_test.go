@@ -125,7 +125,7 @@ func TestMembers(t *testing.T) {
 	for key, want := range map[string]string{
 		"Endpoint":            a.IP.String() + ":51820",
 		"AllowedIPs":          stA.MeshPool4 + ", " + stA.MeshPool6,
-		"DNS":                 stA.MeshIPv4 + ", " + stA.MeshIPv6,
+		"DNS":                 stA.MeshIPv4 + ", " + stA.MeshIPv6 + ", booture.internal", // the mesh domain as a search domain
 		"PublicKey":           stA.PublicKey,
 		"PersistentKeepalive": "25",
 	} {
