@@ -135,7 +135,7 @@ func (n *Node) Services() []catalog.Service {
 	defer n.mu.Unlock()
 	out := slices.Clone(n.localServices)
 	for k, pc := range n.catalogs {
-		r, ok := n.roster[k]
+		r, ok := n.roster.get(k)
 		if !ok || r.Left() {
 			continue
 		}
@@ -185,7 +185,7 @@ func (n *Node) requestCatalogs() {
 	}
 	n.mu.Lock()
 	wanted := make(map[string]bool)
-	for k, r := range n.roster {
+	for k, r := range n.roster.all() {
 		if n.isLiveLocked(k) && n.catalogWantedLocked(r) {
 			wanted[r.Name] = true
 			pc := n.catalogs[k]
@@ -270,7 +270,7 @@ func (n *Node) handleCatalog(b []byte) {
 		return
 	}
 	n.mu.Lock()
-	r, ok := n.roster[msg.Key]
+	r, ok := n.roster.get(msg.Key)
 	if !ok || r.Name != msg.From {
 		n.mu.Unlock()
 		return

@@ -160,7 +160,7 @@ func (n *Node) serveCatchUp(ctx context.Context, conn net.Conn) error {
 			rv = &n.state.Revoked[i]
 		}
 	}
-	_, known := n.roster[req.Key]
+	_, known := n.roster.get(req.Key)
 	switch {
 	case n.state.Expelled:
 		n.mu.Unlock()

@@ -87,7 +87,7 @@ func (d *delegate) LocalState(join bool) []byte {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ps := pushState{V: 1, Revoked: n.state.Revoked, Records: []Record{n.selfLocked()}}
-	for k, r := range n.roster {
+	for k, r := range n.roster.all() {
 		if !n.isLiveLocked(k) {
 			ps.Records = append(ps.Records, r)
 		}
@@ -160,35 +160,6 @@ func (n *Node) isLiveLocked(k key.PublicKey) bool {
 	return ok
 }
 
-// byNameLocked returns the roster's record of the booture called name.
-// Gossip asks this for every alive message, so it is an index lookup; every
-// change of the roster's keys, names or left marks drops the index. When
-// several records carry the name (a booture reinstalled with a new key),
-// one that has not left is returned.
-func (n *Node) byNameLocked(name string) (Record, bool) {
-	if n.names == nil {
-		n.names = make(map[string]key.PublicKey, len(n.roster))
-		for k, r := range n.roster {
-			if cur, ok := n.names[r.Name]; ok {
-				if c := n.roster[cur]; !c.Left() || r.Left() {
-					continue
-				}
-			}
-			n.names[r.Name] = k
-		}
-	}
-	k, ok := n.names[name]
-	if !ok {
-		return Record{}, false
-	}
-	r, ok := n.roster[k]
-	if !ok || r.Name != name { // a change that forgot to drop the index
-		n.names = nil
-		return n.byNameLocked(name)
-	}
-	return r, true
-}
-
 // metaEntry is a booture's last decoded node record.
 type metaEntry struct {
 	gossip netip.AddrPort
@@ -228,7 +199,7 @@ func (n *Node) upsertLocked(r Record, live bool) bool {
 	if r.PublicKey == n.publicKey || n.revokedLocked(r.PublicKey) {
 		return false
 	}
-	old, ok := n.roster[r.PublicKey]
+	old, ok := n.roster.get(r.PublicKey)
 	if err := n.vetLocked(&r, old, ok, live); err != nil {
 		n.refusedLocked(r, err)
 		return false
@@ -253,19 +224,8 @@ func (n *Node) upsertLocked(r Record, live bool) bool {
 			r.Gossip = old.Gossip // a signed record is kept as signed
 		}
 	}
-	n.roster[r.PublicKey] = r
+	n.roster.set(r)
 	n.dirty = true
-	switch {
-	case !ok && n.names != nil:
-		// A newcomer: index it as byNameLocked would, rather than
-		// rebuild the index at every arrival in a growing mesh.
-		cur, dup := n.roster[n.names[r.Name]]
-		if !dup || (cur.Left() && !r.Left()) {
-			n.names[r.Name] = r.PublicKey
-		}
-	case ok && (r.Name != old.Name || r.Left() != old.Left()):
-		n.names = nil
-	}
 	if !ok {
 		return true
 	}
@@ -290,7 +250,7 @@ func (n *Node) vetLocked(r *Record, old Record, had, checked bool) error {
 	// on it): taken until its holder leaves or is expelled, as at a join
 	// and in NotifyAlive. A booture signing a record of its own under
 	// another's name is not speaking for itself either.
-	if cur, ok := n.byNameLocked(r.Name); ok && cur.PublicKey != r.PublicKey && !cur.Left() {
+	if cur, ok := n.roster.byName(r.Name); ok && cur.PublicKey != r.PublicKey && !cur.Left() {
 		return errNameTaken
 	}
 	switch {
@@ -371,10 +331,8 @@ func (n *Node) applyRevocationsLocked(revs []Revocation) bool {
 			n.log.Error("this booture was expelled from the mesh", "by", rv.By)
 			continue
 		}
-		if _, ok := n.roster[rv.Key]; ok {
-			delete(n.roster, rv.Key)
+		if n.roster.remove(rv.Key) {
 			delete(n.liveKeys, rv.Key)
-			n.names = nil
 			n.log.Warn("booture expelled from the mesh", "peer", rv.Name, "by", rv.By)
 		}
 	}
@@ -411,7 +369,7 @@ func (e *events) notifyLive(m *memberlist.Node) {
 		return
 	}
 	changed := n.upsertLocked(r, true)
-	if _, ok := n.roster[r.PublicKey]; !ok {
+	if _, ok := n.roster.get(r.PublicKey); !ok {
 		n.mu.Unlock() // refused (and logged)
 		return
 	}
@@ -423,7 +381,8 @@ func (e *events) notifyLive(m *memberlist.Node) {
 	if !wasLive {
 		n.liveKeys[r.PublicKey] = n.now()
 	}
-	wantCatalog := n.catalogWantedLocked(n.roster[r.PublicKey])
+	held, _ := n.roster.get(r.PublicKey)
+	wantCatalog := n.catalogWantedLocked(held)
 	n.mu.Unlock()
 	if wantCatalog {
 		go n.requestCatalogs()
@@ -444,7 +403,7 @@ func (e *events) NotifyLeave(m *memberlist.Node) {
 	// Whether it left or died is read from memberlist's table later
 	// (refreshStates): m.State is not maintained by memberlist.
 	n.mu.Lock()
-	if r, ok := n.byNameLocked(m.Name); ok {
+	if r, ok := n.roster.byName(m.Name); ok {
 		delete(n.liveKeys, r.PublicKey)
 	}
 	n.mu.Unlock()
@@ -474,12 +433,12 @@ func (e *events) NotifyAlive(m *memberlist.Node) error {
 	if n.revokedLocked(r.PublicKey) {
 		return fmt.Errorf("booture %s was expelled", m.Name)
 	}
-	old, had := n.roster[r.PublicKey]
+	old, had := n.roster.get(r.PublicKey)
 	if err := n.vetLocked(&r, old, had, true); err != nil {
 		n.refusedLocked(r, err)
 		return fmt.Errorf("booture %s: %w", m.Name, err)
 	}
-	if old, ok := n.byNameLocked(m.Name); ok && old.PublicKey != r.PublicKey && !old.Left() {
+	if old, ok := n.roster.byName(m.Name); ok && old.PublicKey != r.PublicKey && !old.Left() {
 		return fmt.Errorf("booture %s presents another key than the one the mesh knows", m.Name)
 	}
 	return nil

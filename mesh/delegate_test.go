@@ -12,41 +12,41 @@ import (
 func TestRosterByName(t *testing.T) {
 	newPub := func() key.PublicKey { k, _ := key.NewPrivateKey(); return k.Public() }
 	self := newPub()
-	n := &Node{publicKey: self, roster: map[key.PublicKey]Record{}, now: time.Now, log: slog.New(slog.DiscardHandler)}
+	n := &Node{publicKey: self, roster: newRoster(), now: time.Now, log: slog.New(slog.DiscardHandler)}
 	old := Record{Name: "diois", PublicKey: newPub(), Site: 2, Gen: 10, LeftAt: 20}
 	n.upsertLocked(old, false)
-	if r, ok := n.byNameLocked("diois"); !ok || r.PublicKey != old.PublicKey {
+	if r, ok := n.roster.byName("diois"); !ok || r.PublicKey != old.PublicKey {
 		t.Fatalf("byName(diois) = %+v, %v; want the only record", r, ok)
 	}
 	// Reinstalled with a new key: the record that has not left wins,
 	// whatever the map's order.
 	fresh := Record{Name: "diois", PublicKey: newPub(), Site: 3, Gen: 30}
 	n.upsertLocked(fresh, true)
-	if r, ok := n.byNameLocked("diois"); !ok || r.PublicKey != fresh.PublicKey {
+	if r, ok := n.roster.byName("diois"); !ok || r.PublicKey != fresh.PublicKey {
 		t.Fatalf("byName(diois) after indexing the newcomer = %s, %v; want the record that has not left", r.PublicKey, ok)
 	}
 	// A third record that left does not take the name from it.
 	gone := Record{Name: "diois", PublicKey: newPub(), Site: 4, Gen: 40, LeftAt: 50}
 	n.upsertLocked(gone, false)
-	if r, _ := n.byNameLocked("diois"); r.PublicKey != fresh.PublicKey {
+	if r, _ := n.roster.byName("diois"); r.PublicKey != fresh.PublicKey {
 		t.Fatalf("byName(diois) = %s after a left record came; want the record that has not left", r.PublicKey)
 	}
 	for range 20 {
-		n.names = nil
-		if r, ok := n.byNameLocked("diois"); !ok || r.PublicKey != fresh.PublicKey {
+		n.roster.dropIndex()
+		if r, ok := n.roster.byName("diois"); !ok || r.PublicKey != fresh.PublicKey {
 			t.Fatalf("byName(diois) = %s, %v; want the record that has not left", r.PublicKey, ok)
 		}
 	}
 	// A renamed booture is found under its new name only.
 	fresh.Name, fresh.Gen = "crest", 40
 	n.upsertLocked(fresh, true)
-	if r, ok := n.byNameLocked("crest"); !ok || r.PublicKey != fresh.PublicKey {
+	if r, ok := n.roster.byName("crest"); !ok || r.PublicKey != fresh.PublicKey {
 		t.Fatalf("byName(crest) = %+v, %v", r, ok)
 	}
-	if r, ok := n.byNameLocked("diois"); !ok || (r.PublicKey != old.PublicKey && r.PublicKey != gone.PublicKey) {
+	if r, ok := n.roster.byName("diois"); !ok || (r.PublicKey != old.PublicKey && r.PublicKey != gone.PublicKey) {
 		t.Fatalf("byName(diois) after the rename = %s, %v; want a record that left", r.PublicKey, ok)
 	}
-	if _, ok := n.byNameLocked("nyons"); ok {
+	if _, ok := n.roster.byName("nyons"); ok {
 		t.Fatal("found a booture that does not exist")
 	}
 }

@@ -84,7 +84,7 @@ func (n *Node) viewSettledLocked() bool {
 // bootures, so that views that cannot be brought together (a booture some
 // refuse) cost a bounded, small load.
 func (n *Node) repairEveryLocked() time.Duration {
-	return time.Duration(1+len(n.roster)/100) * 6 * n.cfg.RejoinInterval
+	return time.Duration(1+n.roster.len()/100) * 6 * n.cfg.RejoinInterval
 }
 
 // shareView sends this booture's digest to one booture it sees up, if its
@@ -105,7 +105,7 @@ func (n *Node) shareView() {
 	// sampling): this runs every round on every booture.
 	var peer netip.AddrPort
 	seen := 0
-	for k, r := range n.roster {
+	for k, r := range n.roster.all() {
 		if n.isLiveLocked(k) && r.Gossip.IsValid() {
 			if seen++; rand.N(seen) == 0 {
 				peer = r.Gossip
@@ -144,7 +144,7 @@ func (n *Node) handleDigest(b []byte) {
 		n.differ = make(map[string]bool)
 	}
 	n.differ[d.From] = true
-	r, ok := n.byNameLocked(d.From)
+	r, ok := n.roster.byName(d.From)
 	if len(n.differ) < min(3, n.view.Count-1) || n.now().Sub(n.lastRepair) < n.repairEveryLocked() ||
 		!ok || !r.Gossip.IsValid() || r.Left() {
 		n.mu.Unlock()

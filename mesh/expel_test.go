@@ -118,9 +118,13 @@ func TestSiteConflictAfterPartition(t *testing.T) {
 	// address) and invites d.
 	bAlone := startTestNode(t, "b2", b.dir, b.priv, func(cfg *Config) { cfg.RejoinInterval = time.Hour })
 	bAlone.mu.Lock()
-	for k, r := range bAlone.roster {
+	var held []Record
+	for _, r := range bAlone.roster.all() {
+		held = append(held, r)
+	}
+	for _, r := range held {
 		r.Gossip = netip.AddrPortFrom(loopback, 1) // unreachable
-		bAlone.roster[k] = r
+		bAlone.roster.set(r)
 	}
 	bAlone.mu.Unlock()
 	d := startTestNode(t, "d", "", key.PrivateKey{})

@@ -200,7 +200,7 @@ func (n *Node) Invite(ttl time.Duration) (Invitation, error) {
 // summaryLocked summarizes the current credentials.
 func (n *Node) summaryLocked() Summary {
 	size := 1
-	for _, r := range n.roster {
+	for _, r := range n.roster.all() {
 		if !r.Left() {
 			size++
 		}
@@ -215,7 +215,7 @@ func (n *Node) summaryLocked() Summary {
 func (n *Node) payloadLocked() *credsPayload {
 	p := &credsPayload{Creds: n.state.Creds, Revoked: append([]Revocation(nil), n.state.Revoked...)}
 	p.Roster = append(p.Roster, n.selfLocked())
-	for _, r := range n.roster {
+	for _, r := range n.roster.all() {
 		p.Roster = append(p.Roster, r)
 	}
 	return p
@@ -525,7 +525,7 @@ func (n *Node) admit(id []byte, open func(secret []byte) ([]byte, error)) (admis
 		return reply, &JoinRefusal{Code: RefusedOther, Reason: why}
 	}
 	ours := n.summaryLocked()
-	prev, hadPrev := n.roster[joiner.PublicKey]
+	prev, hadPrev := n.roster.get(joiner.PublicKey)
 	reply.Inviter, reply.Self = n.state.Self.Name, n.selfLocked()
 	// A join joins the inviter's mesh; only a strictly bigger mesh on the
 	// joiner's side makes the inviter's mesh move instead (fewer bootures
@@ -536,7 +536,7 @@ func (n *Node) admit(id []byte, open func(secret []byte) ([]byte, error)) (admis
 		site := 0
 		if hadPrev && (req.Summary.MeshID == ours.MeshID || retry) {
 			site = prev.Site // a booture of this mesh coming back, or asking again
-		} else if site, err = n.freeSiteLocked(); err != nil {
+		} else if site, err = n.roster.freeSite(n.state.Self.Site); err != nil {
 			return reply, &JoinRefusal{Code: RefusedOther, Reason: err.Error()}
 		}
 		joiner.Site, joiner.SiteClaim = site, now.UnixMilli()
@@ -545,8 +545,7 @@ func (n *Node) admit(id []byte, open func(secret []byte) ([]byte, error)) (admis
 		// record, signed, replaces it (see upsertLocked).
 		joiner.Sig = Signature{}
 		reply.Outcome, reply.Site, reply.Claim = "accept", site, joiner.SiteClaim
-		n.roster[joiner.PublicKey] = joiner
-		n.names = nil
+		n.roster.set(joiner)
 		reply.Creds = n.payloadLocked()
 	}
 	// Mark the token used before answering: a token works once, even if
@@ -559,11 +558,10 @@ func (n *Node) admit(id []byte, open func(secret []byte) ([]byte, error)) (admis
 		n.log.Error("saving mesh state", "err", err)
 		*inv = usedBefore
 		if hadPrev {
-			n.roster[joiner.PublicKey] = prev
+			n.roster.set(prev)
 		} else {
-			delete(n.roster, joiner.PublicKey)
+			n.roster.remove(joiner.PublicKey)
 		}
-		n.names = nil
 		return reply, &JoinRefusal{Code: RefusedOther, Reason: "the inviter could not save its state"}
 	}
 	reply.joiner = joiner
@@ -582,7 +580,7 @@ func (n *Node) checkJoinerLocked(j Record) string {
 	case n.revokedLocked(j.PublicKey):
 		return "this booture was expelled from the mesh"
 	}
-	if r, ok := n.byNameLocked(j.Name); ok && r.PublicKey != j.PublicKey && !r.Left() {
+	if r, ok := n.roster.byName(j.Name); ok && r.PublicKey != j.PublicKey && !r.Left() {
 		return fmt.Sprintf("the name %q is already used in this mesh by another booture (expel it first if it was reinstalled)", j.Name)
 	}
 	return ""
@@ -622,9 +620,9 @@ func (n *Node) adopt(p *credsPayload, site int, claim int64, seeds []netip.AddrP
 	case !sameMesh:
 		for _, pr := range p.Roster {
 			// What was accepted of it, not what it says.
-			r, ok := n.roster[pr.PublicKey]
+			r, ok := n.roster.get(pr.PublicKey)
 			if ok && r.Site == n.state.Self.Site && !r.Left() {
-				s, err := n.freeSiteLocked(r.Site)
+				s, err := n.roster.freeSite(n.state.Self.Site, r.Site)
 				if err != nil {
 					n.mu.Unlock()
 					return err
@@ -647,7 +645,7 @@ func (n *Node) adopt(p *credsPayload, site int, claim int64, seeds []netip.AddrP
 		n.state.Self.Gen = nextGen(n.state.Self.Gen, now)
 	}
 	err := n.saveLocked()
-	for _, r := range n.roster {
+	for _, r := range n.roster.all() {
 		if !r.Left() && r.Gossip.IsValid() {
 			seeds = append(seeds, r.Gossip)
 		}

@@ -142,8 +142,7 @@ type Node struct {
 
 	mu       sync.Mutex
 	state    persisted                   // Roster is kept in roster while running
-	roster   map[key.PublicKey]Record    // other bootures, by public key
-	names    map[string]key.PublicKey    // roster by name (nil: rebuilt on use), see byNameLocked
+	roster   *roster                     // other bootures, by public key (its own lock)
 	metas    map[string]metaEntry        // last record decoded per booture name, see decodeMetaLocked
 	liveKeys map[key.PublicKey]time.Time // bootures gossip sees up, and since when
 	logged   map[key.PublicKey]PeerState // last state logged per booture
@@ -231,7 +230,7 @@ func New(cfg Config) (*Node, error) {
 		publicKey:  cfg.PrivateKey.Public(),
 		path:       filepath.Join(cfg.StateDir, StateFile),
 		now:        cfg.Now,
-		roster:     make(map[key.PublicKey]Record),
+		roster:     newRoster(),
 		liveKeys:   make(map[key.PublicKey]time.Time),
 		logged:     make(map[key.PublicKey]PeerState),
 		catalogs:   make(map[key.PublicKey]*peerCatalog),
@@ -251,7 +250,7 @@ func New(cfg Config) (*Node, error) {
 		n.state = *st
 		for _, r := range st.Roster {
 			if r.PublicKey != n.publicKey && r.Validate() == nil {
-				n.roster[r.PublicKey] = r
+				n.roster.set(r)
 			}
 		}
 		n.state.Roster = nil
@@ -264,7 +263,7 @@ func New(cfg Config) (*Node, error) {
 		// No services until the plugins say so: the others drop what
 		// they held of our old catalog.
 		n.state.Self.Catalog = 0
-		n.log.Info("mesh state loaded", "mesh", n.state.Creds.MeshID.String(), "site", n.state.Self.Site, "bootures", len(n.roster)+1)
+		n.log.Info("mesh state loaded", "mesh", n.state.Creds.MeshID.String(), "site", n.state.Self.Site, "bootures", n.roster.len()+1)
 	case store.IsNotExist(err):
 		n.foundLocked()
 		n.log.Info("founded a new mesh of one", "mesh", n.state.Creds.MeshID.String(), "site", n.state.Self.Site)
@@ -289,7 +288,7 @@ func (n *Node) foundLocked() {
 			Endpoint: n.cfg.WireGuardEndpoint, Version: n.cfg.Version, Gen: nextGen(0, now),
 		},
 	}
-	n.roster = make(map[key.PublicKey]Record)
+	n.roster.clear()
 	n.retry = make(map[key.PublicKey]*retryState)
 	n.catalogs = make(map[key.PublicKey]*peerCatalog)
 }
@@ -523,7 +522,7 @@ func (n *Node) loop(ctx context.Context) {
 // hears of every join), so it looks less often: about every 2 s with 500.
 func (n *Node) lookDelay() time.Duration {
 	n.mu.Lock()
-	size := len(n.roster)
+	size := n.roster.len()
 	n.mu.Unlock()
 	return time.Duration(1+size/50) * 200 * time.Millisecond
 }
@@ -534,13 +533,12 @@ const leftRetention = time.Hour
 // pruneLocked forgets bootures that left long ago and old invitations.
 func (n *Node) pruneLocked() {
 	now := n.now()
-	for k, r := range n.roster {
-		if r.Left() && now.Sub(time.UnixMilli(r.LeftAt)) > leftRetention {
-			delete(n.roster, k)
-			delete(n.retry, k)
-			n.names = nil
-			n.dirty = true
-		}
+	gone := n.roster.removeIf(func(r Record) bool {
+		return r.Left() && now.Sub(time.UnixMilli(r.LeftAt)) > leftRetention
+	})
+	for _, k := range gone {
+		delete(n.retry, k)
+		n.dirty = true
 	}
 	kept := n.state.Invitations[:0]
 	for _, inv := range n.state.Invitations {
@@ -583,7 +581,7 @@ func (n *Node) rejoinRound(ctx context.Context) {
 		return
 	}
 	var targets []Record
-	for k, r := range n.roster {
+	for k, r := range n.roster.all() {
 		if live[r.Name] || r.Left() || !r.Gossip.IsValid() {
 			delete(n.retry, k)
 			continue
@@ -744,15 +742,15 @@ func (n *Node) refreshStates() map[string]PeerState {
 	now := n.now().UnixMilli()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for k, r := range n.roster {
+	var left []Record // marked left here, set after the loop
+	for k, r := range n.roster.all() {
 		s, ok := states[r.Name]
 		if !ok {
 			s = StateDead
 		}
 		if s == StateLeft && !r.Left() {
 			r.LeftAt = max(now, r.Gen+1)
-			n.roster[k] = r
-			n.names = nil
+			left = append(left, r)
 			n.dirty = true
 		}
 		if r.Left() {
@@ -772,6 +770,9 @@ func (n *Node) refreshStates() map[string]PeerState {
 		}
 		n.logged[k] = s
 	}
+	for _, r := range left {
+		n.roster.set(r)
+	}
 	n.noteViewLocked(states)
 	return states
 }
@@ -788,7 +789,7 @@ func (n *Node) viewLocked(states map[string]PeerState) View {
 		GossipBytesOut: n.counters.Out.Load(),
 	}
 	v.Site = SiteOf(v.ULA, n.state.Self.Site)
-	for _, r := range n.roster {
+	for _, r := range n.roster.all() {
 		p := Peer{Record: r, State: StateDead, UpSince: n.liveKeys[r.PublicKey]}
 		switch s, ok := states[r.Name]; {
 		case ok && s != StateDead:
@@ -803,93 +804,6 @@ func (n *Node) viewLocked(states map[string]PeerState) View {
 	return v
 }
 
-// markSiteLosers flags, among bootures that are up (alive or suspect, and
-// this one), those holding a site that another one won. Only bootures that
-// are up compete: a dead booture's record reserves its site for new
-// invitations but never takes it from a live one.
-func markSiteLosers(v *View) {
-	var c siteContest
-	c.add(v.Self)
-	for _, p := range v.Peers {
-		if p.State.Up() {
-			c.add(p.Record)
-		}
-	}
-	for i := range v.Peers {
-		p := &v.Peers[i]
-		p.SiteLost = p.State.Up() && c.lost(p.Record)
-	}
-}
-
-// siteContest finds the winning claim on each site among the bootures
-// added (those that are up), in one pass and without allocating: it runs at
-// every change of a big mesh.
-type siteContest struct {
-	held      [MaxSite + 1]bool
-	winner    [MaxSite + 1]siteClaim
-	contested bool // two claims on one site were added
-}
-
-// siteClaim is what orders two claims on one site.
-type siteClaim struct {
-	at  int64
-	key key.PublicKey
-}
-
-func (c *siteContest) add(r Record) {
-	if r.Site < 0 || r.Site > MaxSite {
-		return
-	}
-	cl := siteClaim{r.SiteClaim, r.PublicKey}
-	if !c.held[r.Site] {
-		c.held[r.Site], c.winner[r.Site] = true, cl
-		return
-	}
-	c.contested = true
-	if cl.less(c.winner[r.Site]) {
-		c.winner[r.Site] = cl
-	}
-}
-
-// lost tells whether r, added before, lost its site to another claim.
-func (c *siteContest) lost(r Record) bool {
-	return r.Site >= 0 && r.Site <= MaxSite && c.held[r.Site] && c.winner[r.Site].key != r.PublicKey
-}
-
-// claimLess orders two claims on one site: the earlier claim wins, then the
-// lower public key. Every booture computes the same winner.
-func claimLess(a, b Record) bool {
-	return siteClaim{a.SiteClaim, a.PublicKey}.less(siteClaim{b.SiteClaim, b.PublicKey})
-}
-
-func (a siteClaim) less(b siteClaim) bool {
-	if a.at != b.at {
-		return a.at < b.at
-	}
-	return a.key.String() < b.key.String()
-}
-
-// freeSiteLocked returns the lowest site no booture of the roster holds
-// (left ones excepted), skipping exclude.
-func (n *Node) freeSiteLocked(exclude ...int) (int, error) {
-	used := make(map[int]bool)
-	used[n.state.Self.Site] = true
-	for _, r := range n.roster {
-		if !r.Left() {
-			used[r.Site] = true
-		}
-	}
-	for _, e := range exclude {
-		used[e] = true
-	}
-	for s := MinSite; s <= MaxSite; s++ {
-		if !used[s] {
-			return s, nil
-		}
-	}
-	return 0, fmt.Errorf("the mesh is full: all %d sites are taken", MaxSite-MinSite+1)
-}
-
 // settleConflicts moves this booture to a free site when another live
 // booture won the site it holds (two invitations redeemed on both sides of
 // a partition can hand out the same site).
@@ -897,7 +811,7 @@ func (n *Node) settleConflicts(states map[string]PeerState) {
 	n.opMu.Lock()
 	defer n.opMu.Unlock()
 	n.mu.Lock()
-	c := n.siteContestLocked(states)
+	c := n.roster.contest(n.state.Self, func(r Record) bool { return states[r.Name].Up() })
 	if !c.contested {
 		n.mu.Unlock()
 		return
@@ -905,7 +819,7 @@ func (n *Node) settleConflicts(states map[string]PeerState) {
 	// Record conflicts seen between others, once each, for status.
 	var winner string
 	self := n.state.Self
-	for _, r := range n.roster {
+	for _, r := range n.roster.all() {
 		if !states[r.Name].Up() {
 			continue
 		}
@@ -920,7 +834,7 @@ func (n *Node) settleConflicts(states map[string]PeerState) {
 		n.mu.Unlock()
 		return
 	}
-	newSite, err := n.freeSiteLocked()
+	newSite, err := n.roster.freeSite(n.state.Self.Site)
 	if err != nil {
 		k := conflictKey{self.Site, winner}
 		again := n.unsettled == k
@@ -949,19 +863,6 @@ func (n *Node) settleConflicts(states map[string]PeerState) {
 		ml.UpdateNode(time.Second)
 	}
 	n.cfg.OnChange()
-}
-
-// siteContestLocked runs the contest for sites among this booture and
-// those of the roster that are up, as markSiteLosers sees them.
-func (n *Node) siteContestLocked(states map[string]PeerState) *siteContest {
-	c := new(siteContest)
-	c.add(n.state.Self)
-	for _, r := range n.roster {
-		if states[r.Name].Up() {
-			c.add(r)
-		}
-	}
-	return c
 }
 
 // conflictKey names a conflict: the site, and the booture that lost it

@@ -7,64 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/booture/booture/key"
 )
-
-func TestClaimOrder(t *testing.T) {
-	k1, _ := key.NewPrivateKey()
-	k2, _ := key.NewPrivateKey()
-	early := Record{SiteClaim: 1, PublicKey: k1.Public()}
-	late := Record{SiteClaim: 2, PublicKey: k2.Public()}
-	if !claimLess(early, late) || claimLess(late, early) {
-		t.Fatal("the earlier claim must win")
-	}
-	same := Record{SiteClaim: 1, PublicKey: k2.Public()}
-	if claimLess(early, same) == claimLess(same, early) {
-		t.Fatal("equal claims must be ordered by key, one way")
-	}
-}
-
-func TestSiteContested(t *testing.T) {
-	newPub := func() key.PublicKey { k, _ := key.NewPrivateKey(); return k.Public() }
-	a, b, c := newPub(), newPub(), newPub()
-	n := &Node{
-		state: persisted{Self: Record{Name: "self", Site: 1}},
-		roster: map[key.PublicKey]Record{
-			a: {Name: "a", PublicKey: a, Site: 2},
-			b: {Name: "b", PublicKey: b, Site: 3},
-			c: {Name: "c", PublicKey: c, Site: 2},
-		},
-	}
-	for _, tc := range []struct {
-		name   string
-		states map[string]PeerState
-		want   bool
-	}{
-		{"a and c alive on site 2", map[string]PeerState{"a": StateAlive, "b": StateAlive, "c": StateAlive}, true},
-		{"c suspect still holds it", map[string]PeerState{"a": StateAlive, "c": StateSuspect}, true},
-		{"c dead does not compete", map[string]PeerState{"a": StateAlive, "b": StateAlive, "c": StateDead}, false},
-		{"c left, unknown to gossip", map[string]PeerState{"a": StateAlive, "b": StateAlive}, false},
-	} {
-		if got := n.siteContestLocked(tc.states).contested; got != tc.want {
-			t.Errorf("%s: contested = %v, want %v", tc.name, got, tc.want)
-		}
-		// The full view agrees: a loser exactly when contested.
-		v := n.viewLocked(tc.states)
-		lost := false
-		for _, p := range v.Peers {
-			lost = lost || p.SiteLost
-		}
-		if lost != tc.want {
-			t.Errorf("%s: view has a site loser = %v, contested = %v", tc.name, lost, tc.want)
-		}
-	}
-	// This booture's own site counts.
-	n.state.Self.Site = 3
-	if !n.siteContestLocked(map[string]PeerState{"b": StateAlive}).contested {
-		t.Error("self and b on site 3: not contested")
-	}
-}
 
 // TestConflictsNotedOnce: in a mesh with more conflicts than the 20 kept
 // for status (a full mesh), each is still recorded and logged once, not

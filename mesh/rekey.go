@@ -106,7 +106,7 @@ func (n *Node) Expel(ctx context.Context, name string) (ExpelResult, error) {
 		n.mu.Unlock()
 		return ExpelResult{}, errors.New("this booture was expelled from its mesh")
 	}
-	target, ok := n.byNameLocked(name)
+	target, ok := n.roster.byName(name)
 	self := n.state.Self.Name
 	n.mu.Unlock()
 	if !ok {
@@ -149,7 +149,7 @@ func (n *Node) rekey(ctx context.Context, revs []Revocation) (ExpelResult, error
 		msg.Excludes = append(msg.Excludes, rv.Key)
 	}
 	recipients := make(map[string]key.PublicKey)
-	for k, r := range n.roster {
+	for k, r := range n.roster.all() {
 		if n.isLiveLocked(k) {
 			recipients[r.Name] = k
 		}
@@ -266,7 +266,7 @@ func (n *Node) acceptRekeyLocked(m *rekeyMsg) (bool, error) {
 	if m.MeshID != n.state.Creds.MeshID {
 		return false, errors.New("rekey for another mesh")
 	}
-	if _, ok := n.roster[m.Issuer]; !ok {
+	if _, ok := n.roster.get(m.Issuer); !ok {
 		return false, errUnknownPeer
 	}
 	if n.revokedLocked(m.Issuer) {
@@ -323,7 +323,7 @@ func (n *Node) checkKeyExposure() {
 		}
 	}
 	designated := n.state.Self.Name
-	for k, r := range n.roster {
+	for k, r := range n.roster.all() {
 		if n.isLiveLocked(k) && r.Name < designated {
 			designated = r.Name
 		}

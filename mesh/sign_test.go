@@ -197,7 +197,7 @@ func TestSignedMetaFitsLimit(t *testing.T) {
 // clock reads now.
 func testNodeAt(now time.Time) *Node {
 	self, _ := key.NewPrivateKey()
-	return &Node{publicKey: self.Public(), roster: map[key.PublicKey]Record{}, now: func() time.Time { return now }, log: slog.New(slog.DiscardHandler)}
+	return &Node{publicKey: self.Public(), roster: newRoster(), now: func() time.Time { return now }, log: slog.New(slog.DiscardHandler)}
 }
 
 func TestUpsertChecksOwner(t *testing.T) {
@@ -213,12 +213,12 @@ func TestUpsertChecksOwner(t *testing.T) {
 	forged := r
 	forged.Endpoint, forged.Gen = netip.MustParseAddrPort("203.0.113.66:51820"), r.Gen+1
 	n.upsertLocked(signed(other, forged), false)
-	if got := n.roster[r.PublicKey]; got != real {
+	if got := rosterGet(n, r.PublicKey); got != real {
 		t.Fatalf("a record signed by another key replaced the owner's: %+v", got)
 	}
 	// Unsigned, once the owner's signed record is held: refused.
 	n.upsertLocked(forged, false)
-	if got := n.roster[r.PublicKey]; got != real {
+	if got := rosterGet(n, r.PublicKey); got != real {
 		t.Fatalf("an unsigned record replaced a signed one: %+v", got)
 	}
 	// The owner's next record wins.
@@ -226,12 +226,12 @@ func TestUpsertChecksOwner(t *testing.T) {
 	next.Gen++
 	next.Endpoint = netip.MustParseAddrPort("198.51.100.10:51820")
 	next = signed(priv, next)
-	if !n.upsertLocked(next, false) || n.roster[r.PublicKey] != next {
+	if !n.upsertLocked(next, false) || rosterGet(n, r.PublicKey) != next {
 		t.Fatal("the owner's next record lost")
 	}
 	// Its older one, replayed, does not.
 	n.upsertLocked(real, false)
-	if n.roster[r.PublicKey] != next {
+	if rosterGet(n, r.PublicKey) != next {
 		t.Fatal("a replayed older record won")
 	}
 }
@@ -266,7 +266,7 @@ func TestUpsertRefusesFuture(t *testing.T) {
 	if !n.upsertLocked(signed(priv, c), false) {
 		t.Fatal("a generation within the allowed skew refused")
 	}
-	if got := n.roster[c.PublicKey]; got.SeenAt != now.UnixMilli() || got.LeftAt != now.UnixMilli() {
+	if got := rosterGet(n, c.PublicKey); got.SeenAt != now.UnixMilli() || got.LeftAt != now.UnixMilli() {
 		t.Fatalf("seen/left from the future kept: %d %d", got.SeenAt, got.LeftAt)
 	}
 }
@@ -284,11 +284,11 @@ func TestUnsignedRecordsDuringUpgrade(t *testing.T) {
 	}
 	up := signed(priv, r)
 	n.upsertLocked(up, false)
-	if n.roster[r.PublicKey] != up {
+	if rosterGet(n, r.PublicKey) != up {
 		t.Fatal("the upgraded booture's signed record did not replace its unsigned one")
 	}
 	n.upsertLocked(old, false)
-	if n.roster[r.PublicKey] != up {
+	if rosterGet(n, r.PublicKey) != up {
 		t.Fatal("an unsigned record came back after a signed one")
 	}
 }
@@ -490,9 +490,15 @@ func FuzzUpsertKeepsOwnersWord(f *testing.F) {
 		for _, rec := range ps.Records {
 			n.upsertLocked(rec, false)
 		}
-		got := n.roster[r.PublicKey]
+		got := rosterGet(n, r.PublicKey)
 		if got.Sig.IsZero() || !x25519.Verify(xPub(r.PublicKey), recordMessage(&got), got.Sig[:]) {
 			t.Fatalf("the owner's record was replaced by one it did not sign: %+v", got)
 		}
 	})
+}
+
+// rosterGet returns n's record of k (zero if none).
+func rosterGet(n *Node, k key.PublicKey) Record {
+	r, _ := n.roster.get(k)
+	return r
 }

@@ -24,8 +24,8 @@ func (n *Node) StateSnapshot() ([]byte, error) {
 // be held.
 func (n *Node) persistedLocked() persisted {
 	p := n.state
-	p.Roster = make([]Record, 0, len(n.roster))
-	for _, r := range n.roster {
+	p.Roster = make([]Record, 0, n.roster.len())
+	for _, r := range n.roster.all() {
 		p.Roster = append(p.Roster, r)
 	}
 	sort.Slice(p.Roster, func(i, j int) bool { return p.Roster[i].Name < p.Roster[j].Name })
