@@ -286,8 +286,10 @@ func (l *Lab) addHost(i int) (*Host, error) {
 		IP:       hostAddr(LANPrefix, i),
 		Iface:    fmt.Sprintf("%sw%d", l.prefix(), i),
 		StateDir: filepath.Join(l.Dir, name),
-		Socket:   filepath.Join(l.Dir, name+".sock"),
-		LogPath:  filepath.Join(l.Dir, name+".log"),
+		// Not in l.Dir itself: bootured makes its socket's folder 0700,
+		// and plugins (run as nobody) pass through l.Dir to site folders.
+		Socket:  filepath.Join(l.Dir, "sockets", name+".sock"),
+		LogPath: filepath.Join(l.Dir, name+".log"),
 	}
 	if err := l.attach(&h.NS, port, h.IP); err != nil {
 		return nil, err
