@@ -158,3 +158,29 @@ func TestNextEpoch(t *testing.T) {
 		}
 	}
 }
+
+// TestRekeyTieAttack: a booture about to be expelled sends another booture a
+// rekey of the next epoch, with a key it drew (a low key hash, to win ties)
+// and its own key listed as excluded. The expulsion then comes at the same
+// epoch. Whatever the hashes, no booture may stay on the expelled booture's
+// key: a key whose issuer the mesh revoked loses the tie, and the issuer
+// always counts as holding the key it drew.
+func TestRekeyTieAttack(t *testing.T) {
+	nodes := startCluster(t, 3)
+	b1, b2, evil := nodes[0], nodes[1], nodes[2]
+	var evilKey []byte
+	for evilKey == nil || keyHash(evilKey)[0] != 0 {
+		evilKey = randomBytes(32)
+	}
+	b2.handleRekey(forgeRekey(evil, b2, 1, evilKey))
+	if c := currentCreds(b2); c.Epoch != 1 || !bytes.Equal(c.Key, evilKey) {
+		t.Fatalf("b2 did not take a next-epoch rekey from a booture of the mesh (epoch %d)", c.Epoch)
+	}
+	if _, err := b1.Expel(context.Background(), "b3"); err != nil {
+		t.Fatal(err)
+	}
+	waitfor.Cond(t, 15*time.Second, "b1 and b2 on one key that the expelled booture does not have", func() bool {
+		c1, c2 := currentCreds(b1), currentCreds(b2)
+		return c1.Epoch == c2.Epoch && bytes.Equal(c1.Key, c2.Key) && !bytes.Equal(c1.Key, evilKey)
+	})
+}

@@ -196,7 +196,7 @@ func (n *Node) rekey(ctx context.Context, revs []Revocation) (ExpelResult, error
 
 	n.mu.Lock()
 	old := n.state.Creds.Key
-	n.state.Creds = Credentials{MeshID: msg.MeshID, Founded: msg.Founded, Key: newKey, Epoch: epoch, Excludes: msg.Excludes}
+	n.state.Creds = Credentials{MeshID: msg.MeshID, Founded: msg.Founded, Key: newKey, Epoch: epoch, Excludes: msg.Excludes, Issuer: n.publicKey}
 	n.rotateKeyLocked(old, newKey)
 	err = n.saveLocked()
 	n.mu.Unlock()
@@ -292,12 +292,26 @@ func (n *Node) acceptRekeyLocked(m *rekeyMsg) (bool, error) {
 		return false, fmt.Errorf("rekey to epoch %d from epoch %d: only the next epoch is accepted", m.Epoch, cur.Epoch)
 	}
 	changed := n.applyRevocationsLocked(m.Revoked)
+	// A tie goes to the lower key hash, unless the current key's issuer
+	// has just been revoked: a booture about to be expelled could draw a
+	// key of low hash and send it ahead of its expulsion to win the tie.
+	curRevoked := !cur.Issuer.IsZero() && n.revokedLocked(cur.Issuer)
 	newer := m.Epoch > cur.Epoch ||
-		m.Epoch == cur.Epoch && !bytes.Equal(newKey, cur.Key) && bytes.Compare(keyHash(newKey), keyHash(cur.Key)) < 0
+		m.Epoch == cur.Epoch && !bytes.Equal(newKey, cur.Key) &&
+			(curRevoked || bytes.Compare(keyHash(newKey), keyHash(cur.Key)) < 0)
 	if !newer {
 		return changed, nil
 	}
-	n.state.Creds = Credentials{MeshID: cur.MeshID, Founded: cur.Founded, Key: newKey, Epoch: m.Epoch, Excludes: m.Excludes}
+	// The issuer holds the key it drew whatever its message claims: it is
+	// never one of the excluded, so that its later revocation shows the key
+	// exposed (checkKeyExposure).
+	excludes := make([]key.PublicKey, 0, len(m.Excludes))
+	for _, k := range m.Excludes {
+		if k != m.Issuer {
+			excludes = append(excludes, k)
+		}
+	}
+	n.state.Creds = Credentials{MeshID: cur.MeshID, Founded: cur.Founded, Key: newKey, Epoch: m.Epoch, Excludes: excludes, Issuer: m.Issuer}
 	n.rotateKeyLocked(cur.Key, newKey)
 	if err := n.saveLocked(); err != nil {
 		n.log.Error("saving mesh state", "err", err)

@@ -40,6 +40,10 @@ type Credentials struct {
 	// issued: it was sealed to none of them. A revocation missing here
 	// means the key may have reached an expelled booture.
 	Excludes []key.PublicKey `json:"excludes,omitempty"`
+	// Issuer is the booture that drew the key (zero for the founder's
+	// first key, or one taken from an older daemon). If the mesh revokes
+	// it, its key loses any tie: it knows the key whatever it claimed.
+	Issuer key.PublicKey `json:"issuer,omitzero"`
 }
 
 func (c *Credentials) validate() error {
