@@ -35,7 +35,7 @@ func run(t *testing.T, ctx context.Context, name string, args ...string) string 
 }
 
 // TestDebInstall builds the package of this machine's architecture,
-// installs it with dpkg, runs both commands, verifies the installed unit,
+// installs it (dpkg, through apt-get for its lock timeout), runs both commands, verifies the installed unit,
 // then purges it and checks that purge removed the state. It changes the
 // machine, so it runs only as root, and never where booture is installed
 // or has state already.
@@ -46,7 +46,7 @@ func TestDebInstall(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("installing a package needs root")
 	}
-	for _, tool := range []string{"dpkg-deb", "dpkg", "go"} {
+	for _, tool := range []string{"dpkg-deb", "dpkg", "apt-get", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s missing", tool)
 		}
@@ -84,8 +84,15 @@ func TestDebInstall(t *testing.T) {
 		t.Errorf("conffiles = %q", got)
 	}
 
-	t.Cleanup(func() { exec.Command("dpkg", "--purge", "booture").Run() })
-	run(t, ctx, "dpkg", "-i", deb)
+	// dpkg through apt-get, which waits for the dpkg lock that another
+	// installation on the machine may hold (dpkg -i fails at once).
+	apt := func(args ...string) string {
+		return run(t, ctx, "apt-get", append([]string{"-q", "-y", "-o", "DPkg::Lock::Timeout=300", "--no-install-recommends"}, args...)...)
+	}
+	t.Cleanup(func() {
+		exec.Command("apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout=300", "purge", "booture").Run()
+	})
+	apt("install", deb)
 	if got := run(t, ctx, "booture", "--version"); !strings.Contains(got, "1.2.3-test") {
 		t.Errorf("booture --version = %q", got)
 	}
@@ -110,14 +117,14 @@ func TestDebInstall(t *testing.T) {
 	if err := os.WriteFile("/var/lib/booture/marker", nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run(t, ctx, "dpkg", "--remove", "booture")
+	apt("remove", "booture")
 	if _, err := os.Stat("/var/lib/booture/marker"); err != nil {
 		t.Errorf("remove deleted the state: %v", err)
 	}
 	if _, err := os.Stat("/usr/sbin/bootured"); err == nil {
 		t.Error("remove left /usr/sbin/bootured")
 	}
-	run(t, ctx, "dpkg", "--purge", "booture")
+	apt("purge", "booture")
 	if _, err := os.Stat("/var/lib/booture"); !os.IsNotExist(err) {
 		t.Errorf("purge left /var/lib/booture: %v", err)
 	}
