@@ -521,8 +521,8 @@ func (n *Node) admit(id []byte, open func(secret []byte) ([]byte, error)) (admis
 	if err := joiner.Validate(); err != nil {
 		return reply, &JoinRefusal{Code: RefusedInvalid, Reason: err.Error()}
 	}
-	if why := n.checkJoinerLocked(joiner); why != "" {
-		return reply, &JoinRefusal{Code: RefusedOther, Reason: why}
+	if err := n.checkJoinerLocked(joiner); err != nil {
+		return reply, err
 	}
 	ours := n.summaryLocked()
 	prev, hadPrev := n.roster.get(joiner.PublicKey)
@@ -568,22 +568,23 @@ func (n *Node) admit(id []byte, open func(secret []byte) ([]byte, error)) (admis
 	return reply, nil
 }
 
-// checkJoinerLocked returns why a booture may not join, or "".
-func (n *Node) checkJoinerLocked(j Record) string {
+// checkJoinerLocked returns, as a refusal, why a booture may not join, or
+// nil.
+func (n *Node) checkJoinerLocked(j Record) *JoinRefusal {
 	switch {
 	case n.state.Expelled:
-		return "this booture was expelled from its mesh"
+		return &JoinRefusal{Code: RefusedOther, Reason: "this booture was expelled from its mesh"}
 	case j.PublicKey == n.publicKey:
-		return "a booture cannot join itself"
+		return &JoinRefusal{Code: RefusedOther, Reason: "a booture cannot join itself"}
 	case j.Name == n.state.Self.Name:
-		return fmt.Sprintf("the name %q is already used in this mesh (by the inviter)", j.Name)
+		return &JoinRefusal{Code: RefusedOther, Reason: fmt.Sprintf("the name %q is already used in this mesh (by the inviter)", j.Name)}
 	case n.revokedLocked(j.PublicKey):
-		return "this booture was expelled from the mesh"
+		return &JoinRefusal{Code: RefusedOther, Reason: "this booture was expelled from the mesh"}
 	}
 	if r, ok := n.roster.byName(j.Name); ok && r.PublicKey != j.PublicKey && !r.Left() {
-		return fmt.Sprintf("the name %q is already used in this mesh by another booture (expel it first if it was reinstalled)", j.Name)
+		return &JoinRefusal{Code: RefusedOther, Reason: fmt.Sprintf("the name %q is already used in this mesh by another booture (expel it first if it was reinstalled)", j.Name)}
 	}
-	return ""
+	return nil
 }
 
 func (n *Node) invitationLocked(id []byte) *invitation {

@@ -2,7 +2,10 @@ package mesh
 
 import (
 	"errors"
+	"strings"
 	"testing"
+
+	"github.com/booture/booture/key"
 )
 
 // A refusal reads back as it was sent, and the joiner matches it by its
@@ -59,5 +62,43 @@ func TestRefusalOf(t *testing.T) {
 	got := refusalOf(errors.New("disk full"))
 	if got.Code != RefusedOther || got.Reason != "disk full" {
 		t.Errorf("refusalOf(other) = %+v", got)
+	}
+}
+
+// An inviter refuses a joiner that would clash with a booture of its mesh,
+// with a refusal the joiner reads as one retrying would not change.
+func TestCheckJoinerRefusals(t *testing.T) {
+	newPub := func() key.PublicKey { k, _ := key.NewPrivateKey(); return k.Public() }
+	self, b, expelled := newPub(), newPub(), newPub()
+	n := &Node{publicKey: self, roster: newRoster(), state: persisted{
+		Self:    Record{Name: "a", PublicKey: self, Site: 2},
+		Revoked: []Revocation{{Name: "x", Key: expelled}},
+	}}
+	n.roster.set(Record{Name: "b", PublicKey: b, Site: 3})
+	for _, tc := range []struct {
+		joiner Record
+		reason string // part of the refusal's reason, "" for none
+	}{
+		{Record{Name: "c", PublicKey: newPub()}, ""},
+		{Record{Name: "b", PublicKey: b}, ""}, // b itself, coming back
+		{Record{Name: "a", PublicKey: newPub()}, "(by the inviter)"},
+		{Record{Name: "b", PublicKey: newPub()}, "by another booture"},
+		{Record{Name: "c", PublicKey: self}, "cannot join itself"},
+		{Record{Name: "x", PublicKey: expelled}, "expelled from the mesh"},
+	} {
+		r := n.checkJoinerLocked(tc.joiner)
+		if tc.reason == "" {
+			if r != nil {
+				t.Errorf("%s: refused (%v), want admitted", tc.joiner.Name, r)
+			}
+			continue
+		}
+		var err error
+		if r != nil {
+			err = r
+		}
+		if r == nil || r.Code != RefusedOther || !strings.Contains(r.Reason, tc.reason) || !errors.Is(err, errRefused) {
+			t.Errorf("%s: got %v, want a refusal saying %q", tc.joiner.Name, err, tc.reason)
+		}
 	}
 }
